@@ -1,0 +1,103 @@
+"""Every on-disk record of the lake, typed in one place: stage names, chunk identity, manifest events.
+
+Times are UTC. A chunk window is [start, end): inclusive start, exclusive end, as in Databento's API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MANIFEST_FORMAT_VERSION = 1
+
+Stage = Literal["extract", "transform", "load"]
+EventStatus = Literal["committed", "failed"]
+FileRole = Literal["raw", "standardized", "quarantine"]
+
+
+class ChunkSpec(BaseModel):
+    """One request to the vendor: a dataset, schema, symbol set and a UTC-day-aligned window.
+
+    `schema_` is what the user asked for (ohlcv-5m, say); `source_schema` is what is requested from
+    Databento for it (ohlcv-1m). The chunk id depends only on the request, so a rerun finds its chunks.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    dataset: str
+    schema_: str = Field(alias="schema")
+    source_schema: str
+    stype_in: str
+    symbols: tuple[str, ...]
+    start: datetime
+    end: datetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @property
+    def chunk_id(self) -> str:
+        identity = json.dumps(
+            [self.dataset, self.schema_, self.source_schema, self.stype_in, sorted(self.symbols),
+             self.start.isoformat(), self.end.isoformat()],
+            separators=(",", ":"),
+        )
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+        return f"{self.schema_}-{self.start:%Y%m%d}-{self.end:%Y%m%d}-{digest}"
+
+    @property
+    def start_ns(self) -> int:
+        return _to_ns(self.start)
+
+    @property
+    def end_ns(self) -> int:
+        return _to_ns(self.end)
+
+
+def _to_ns(moment: datetime) -> int:
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+class FileRef(BaseModel):
+    """A committed file, relative to the lake root, with the hash it had when committed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: FileRole
+    path: str
+    sha256: str
+    bytes: int
+    records: int
+
+
+class ManifestEvent(BaseModel):
+    """One line of the manifest log: a stage committed (or failed to commit) its output for a chunk.
+
+    `input_sha256` names the files consumed, so a downstream stage knows its output is stale when an
+    upstream file is replaced (a forced re-extract, a rules change).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    format_version: int = MANIFEST_FORMAT_VERSION
+    event_id: str
+    stage: Stage
+    status: EventStatus
+    chunk_id: str
+    chunk: ChunkSpec
+    files: tuple[FileRef, ...] = ()
+    input_sha256: tuple[str, ...] = ()
+    records: dict[str, int] = Field(default_factory=dict)
+    rules_version: str | None = None
+    error: str | None = None
+    created_at: datetime
+
+    def file(self, role: FileRole) -> FileRef | None:
+        return next((f for f in self.files if f.role == role), None)

@@ -1,0 +1,93 @@
+"""The append-only manifest log: one JSON line per stage commit or failure.
+
+Appends hold an exclusive flock and end with fsync, so concurrent stage processes never interleave.
+A line torn by a crash is skipped by readers (and sealed with a newline by the next writer), so it
+never stops anyone from reading the rest. DuckDB reads it with
+`read_json('manifest/events.jsonl', format='newline_delimited', ignore_errors=true)`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from lake.formats import ChunkSpec, FileRef, ManifestEvent, Stage
+from lake.paths import LakePaths
+
+log = logging.getLogger(__name__)
+
+
+class Manifest:
+    def __init__(self, paths: LakePaths) -> None:
+        self.paths = paths
+        self.path = paths.manifest
+
+    def append(self, event: ManifestEvent) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = (event.model_dump_json() + "\n").encode()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")  # seal a line torn by a crashed writer
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def record(
+        self,
+        stage: Stage,
+        chunk: ChunkSpec,
+        *,
+        files: Sequence[FileRef] = (),
+        input_sha256: Sequence[str] = (),
+        records: dict[str, int] | None = None,
+        rules_version: str | None = None,
+        error: str | None = None,
+    ) -> ManifestEvent:
+        event = ManifestEvent(
+            event_id=uuid.uuid4().hex,
+            stage=stage,
+            status="failed" if error else "committed",
+            chunk_id=chunk.chunk_id,
+            chunk=chunk,
+            files=tuple(files),
+            input_sha256=tuple(input_sha256),
+            records=records or {},
+            rules_version=rules_version,
+            error=error,
+            created_at=datetime.now(UTC),
+        )
+        self.append(event)
+        return event
+
+    def events(self) -> Iterator[ManifestEvent]:
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    yield ManifestEvent.model_validate_json(raw)
+                except ValidationError:
+                    log.warning("manifest %s line %d is torn or unreadable; skipped", self.path, number)
+
+    def latest(self, stage: Stage, status: str = "committed") -> dict[str, ManifestEvent]:
+        """The newest event of one stage and status per chunk id, in log order."""
+        return latest_by_chunk(e for e in self.events() if e.stage == stage and e.status == status)
+
+
+def latest_by_chunk(events: Iterable[ManifestEvent]) -> dict[str, ManifestEvent]:
+    latest: dict[str, ManifestEvent] = {}
+    for event in events:
+        latest[event.chunk_id] = event
+    return latest

@@ -1,0 +1,1 @@
+"""Record contracts shared by the stages: configuration, Databento records, standardized rows."""

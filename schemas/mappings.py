@@ -1,0 +1,156 @@
+"""The mapping contract (`databento_mappings.yaml`): how each Databento record kind becomes a row of
+a standardized table. Parsed here so that the transform (which compiles it to SQL) and the loader
+(which needs each table's identity columns) read one definition."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lake.errors import ConfigError
+from schemas.config import describe_validation_error
+
+Conversion = Literal[
+    "price", "quantity", "timestamp", "nanos", "int16", "int32", "int64", "char", "text",
+    "dataset", "symbol", "interval",
+]
+Severity = Literal["quarantine", "warn"]
+
+
+class ColumnMapping(BaseModel):
+    """One standardized column: `from` names the source field; `as` says how to convert it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    source: str | None = Field(default=None, alias="from")
+    as_: Conversion = Field(alias="as")
+
+    @model_validator(mode="after")
+    def _needs_source(self) -> ColumnMapping:
+        if self.as_ not in ("dataset", "symbol", "interval") and not self.source:
+            raise ValueError(f"conversion '{self.as_}' needs a 'from' field")
+        return self
+
+
+class RecordKind(BaseModel):
+    """A Databento record layout (ohlcv, trade, ...) and the table its rows go to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    table: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
+    index_ts: str
+    time_column: str
+    identity: list[str]
+    columns: dict[str, ColumnMapping]
+
+    @model_validator(mode="after")
+    def _known_columns(self) -> RecordKind:
+        for name in [*self.identity, self.time_column]:
+            if name not in self.columns:
+                raise ValueError(f"'{name}' is not one of the mapped columns")
+        return self
+
+
+class SchemaMapping(BaseModel):
+    """A schema a user can ask for, the schema requested from Databento for it, and its record kind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    record: str
+    source_schema: str
+    interval: str | None = None
+    resample_from: str | None = None
+
+
+class MappingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str
+    record_kinds: dict[str, RecordKind]
+    schemas: dict[str, SchemaMapping]
+    digest: str = ""
+
+    @model_validator(mode="after")
+    def _known_records(self) -> MappingConfig:
+        for name, schema in self.schemas.items():
+            if schema.record not in self.record_kinds:
+                raise ValueError(f"schema {name}: unknown record kind '{schema.record}'")
+        return self
+
+    def schema_mapping(self, schema: str) -> SchemaMapping:
+        try:
+            return self.schemas[schema]
+        except KeyError:
+            known = ", ".join(sorted(self.schemas))
+            raise ConfigError(f"unknown schema '{schema}' (supported: {known})") from None
+
+    def kind_for(self, schema: str) -> RecordKind:
+        return self.record_kinds[self.schema_mapping(schema).record]
+
+    def kind_for_table(self, table: str) -> RecordKind:
+        for kind in self.record_kinds.values():
+            if kind.table == table:
+                return kind
+        raise ConfigError(f"no record kind maps to table '{table}'")
+
+
+class Rule(BaseModel):
+    """A named validation rule: `check` is a DuckDB SQL condition a good row satisfies. It may use
+    {start_ns} and {end_ns}, the chunk's window in nanoseconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    severity: Severity = "quarantine"
+    check: str
+    description: str = ""
+
+
+class RuleSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str
+    rules: dict[str, list[Rule]]
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML: {getattr(exc, 'problem', exc)}") from exc
+
+
+def load_mappings(path: Path) -> MappingConfig:
+    try:
+        mapping = MappingConfig.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from exc
+    return mapping.model_copy(update={"digest": hashlib.sha256(path.read_bytes()).hexdigest()})
+
+
+def load_rules(paths: list[Path]) -> dict[str, list[Rule]]:
+    """All rules per record kind, from every validation file in order."""
+    merged: dict[str, list[Rule]] = {}
+    for path in paths:
+        try:
+            ruleset = RuleSet.model_validate(_read_yaml(path))
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: {describe_validation_error(exc)}") from exc
+        for kind, rules in ruleset.rules.items():
+            merged.setdefault(kind, []).extend(rules)
+    return merged
+
+
+def rules_version(mapping: MappingConfig, rule_paths: list[Path]) -> str:
+    """A short content hash of the mapping and rule files: recorded in the manifest so a change of
+    either is visible per chunk."""
+    digest = hashlib.sha256(mapping.digest.encode())
+    for path in rule_paths:
+        digest.update(path.read_bytes())
+    return f"{mapping.version}+{digest.hexdigest()[:12]}"

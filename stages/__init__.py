@@ -1,0 +1,1 @@
+"""hist's stage processes (extract, transform, load), the orchestrator that chains them, and the CLI."""

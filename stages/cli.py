@@ -1,0 +1,222 @@
+"""The `hist` command line: a thin Typer layer over PipelineOrchestrator. Errors raised on purpose
+become one line on stderr and a non-zero exit; nothing here holds pipeline logic."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import date
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from lake.errors import ConfigError, HistError
+from schemas.config import JobConfig, describe_validation_error, load_config
+from schemas.secrets import mask_dsn
+from stages.lake_status import lake_status_table
+from stages.load.runner import LoadReport
+from stages.orchestrator import PipelineOrchestrator, database_url
+from stages.transform.runner import TransformReport
+
+app = typer.Typer(help="Historical Databento data into TimescaleDB through a file-based staging lake.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+stage_app = typer.Typer(help="Run one stage on its own.", no_args_is_help=True)
+db_app = typer.Typer(help="Database set-up.", no_args_is_help=True)
+lake_app = typer.Typer(help="Inspect the lake.", no_args_is_help=True)
+app.add_typer(stage_app, name="stage")
+app.add_typer(db_app, name="db")
+app.add_typer(lake_app, name="lake")
+
+out = Console()
+DEFAULT_CONFIG = Path("configs/api_specific/databento_config.yaml")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="HIST_CONFIG", help="Config file.")]
+JobOpt = Annotated[str | None, typer.Option("--job", help="A job name from the config.")]
+ApiOpt = Annotated[str, typer.Option("--api", help="The vendor API (only 'databento').")]
+DatasetOpt = Annotated[str | None, typer.Option("--dataset", help="Dataset code, e.g. GLBX.MDP3.")]
+SchemaOpt = Annotated[str | None, typer.Option("--schema", help="Schema, e.g. ohlcv-1m.")]
+SymbolsOpt = Annotated[str | None, typer.Option("--symbols", help="Comma-separated symbols.")]
+StypeOpt = Annotated[str, typer.Option("--stype-in", "--stype_in", help="Input symbology type.")]
+StartOpt = Annotated[str | None, typer.Option("--start-date", "--start_date",
+                                              help="First UTC day, inclusive (YYYY-MM-DD).")]
+EndOpt = Annotated[str | None, typer.Option("--end-date", "--end_date",
+                                            help="Last UTC day, EXCLUSIVE (YYYY-MM-DD), as in Databento's API.")]
+ChunkDaysOpt = Annotated[int, typer.Option("--chunk-days", help="Days per chunk request.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Re-extract chunks already in the lake.")]
+
+
+def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn hist's own errors into one line on stderr and exit code 1."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except HistError as exc:
+            typer.echo(f"error: {mask_dsn(str(exc))}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every chunk.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _orchestrator(config: Path) -> PipelineOrchestrator:
+    return PipelineOrchestrator.from_config(load_config(config))
+
+
+def _job(orch: PipelineOrchestrator, job: str | None, api: str, dataset: str | None, schema: str | None,
+         symbols: str | None, stype_in: str, start: str | None, end: str | None, chunk_days: int) -> JobConfig:
+    if api != "databento":
+        raise ConfigError(f"unknown --api '{api}' (supported: databento)")
+    if job:
+        chosen = orch.config.job(job)
+    else:
+        missing = [n for n, v in (("--dataset", dataset), ("--schema", schema), ("--symbols", symbols),
+                                  ("--start-date", start), ("--end-date", end)) if v is None]
+        if missing:
+            raise ConfigError(f"give --job NAME, or all of {', '.join(missing)}")
+        try:
+            chosen = JobConfig.model_validate({
+                "name": "adhoc", "dataset": dataset, "schema": schema, "symbols": symbols,
+                "stype_in": stype_in, "start_date": _date(start, "--start-date"),
+                "end_date": _date(end, "--end-date"), "date_chunk_interval_days": chunk_days,
+            })
+        except ValidationError as exc:
+            raise ConfigError(f"command line: {describe_validation_error(exc)}") from exc
+    orch.mapping.schema_mapping(chosen.schema_)  # unknown schema: one clear line, before any request
+    return chosen
+
+
+def _date(value: str | None, option: str) -> date:
+    try:
+        return date.fromisoformat(value or "")
+    except ValueError:
+        raise ConfigError(f"{option}: '{value}' is not a date (YYYY-MM-DD)") from None
+
+
+@app.command()
+@cli_errors
+def ingest(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt = "databento",
+           dataset: DatasetOpt = None, schema: SchemaOpt = None, symbols: SymbolsOpt = None,
+           stype_in: StypeOpt = "raw_symbol", start_date: StartOpt = None, end_date: EndOpt = None,
+           chunk_days: ChunkDaysOpt = 1, force: ForceOpt = False) -> None:
+    """Extract, transform and load one job. The end date is exclusive.
+
+    Example: hist ingest --dataset GLBX.MDP3 --schema ohlcv-1m --symbols ESH4,NQH4
+    --start-date 2024-01-02 --end-date 2024-01-04
+    """
+    orch = _orchestrator(config)
+    chosen = _job(orch, job, api, dataset, schema, symbols, stype_in, start_date, end_date, chunk_days)
+    extracted, transformed, loaded = orch.ingest(chosen, force=force)
+    out.print(f"extract: {len(extracted.extracted)} chunks ({extracted.records:,} records, "
+              f"{extracted.bytes:,} bytes), {len(extracted.skipped)} already in the lake, "
+              f"{len(extracted.failed)} failed")
+    _print_transform(transformed)
+    _print_load(loaded)
+    if extracted.failed or transformed.failed or loaded.failed:
+        for chunk_id, reason in {**extracted.failed, **transformed.failed, **loaded.failed}.items():
+            typer.echo(f"error: chunk {chunk_id}: {reason}", err=True)
+        raise typer.Exit(1)
+
+
+@stage_app.command("extract")
+@cli_errors
+def stage_extract(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt = "databento",
+                  dataset: DatasetOpt = None, schema: SchemaOpt = None, symbols: SymbolsOpt = None,
+                  stype_in: StypeOpt = "raw_symbol", start_date: StartOpt = None, end_date: EndOpt = None,
+                  chunk_days: ChunkDaysOpt = 1, force: ForceOpt = False) -> None:
+    """Download raw DBN chunks into the lake. The end date is exclusive.
+
+    Example: hist stage extract --job es_nq_ohlcv_1m
+    """
+    orch = _orchestrator(config)
+    chosen = _job(orch, job, api, dataset, schema, symbols, stype_in, start_date, end_date, chunk_days)
+    report = orch.extract(chosen, force=force)
+    out.print(f"extract: {len(report.extracted)} chunks ({report.records:,} records, {report.bytes:,} bytes),"
+              f" {len(report.skipped)} already in the lake, {len(report.failed)} failed")
+    for chunk_id, reason in report.failed.items():
+        typer.echo(f"error: chunk {chunk_id}: {reason}", err=True)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@stage_app.command("transform")
+@cli_errors
+def stage_transform(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Turn every extracted chunk not yet transformed into standardized and quarantine Parquet.
+
+    Example: hist stage transform
+    """
+    report = _orchestrator(config).transform()
+    _print_transform(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@stage_app.command("load")
+@cli_errors
+def stage_load(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Load every transformed chunk not yet in TimescaleDB (HIST_DATABASE_URL).
+
+    Example: hist stage load
+    """
+    report = _orchestrator(config).load()
+    _print_load(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _print_transform(r: TransformReport) -> None:
+    out.print(f"transform: {len(r.transformed)} chunks ({r.records['in']:,} records in, "
+              f"{r.records['standardized']:,} standardized, {r.records['quarantined']:,} quarantined), "
+              f"{len(r.skipped)} skipped, {len(r.failed)} failed")
+    for chunk_id, reason in r.failed.items():
+        typer.echo(f"error: chunk {chunk_id}: {reason}", err=True)
+
+
+def _print_load(r: LoadReport) -> None:
+    out.print(f"load: {len(r.loaded)} chunks loaded, {len(r.replaced)} replaced, "
+              f"{len(r.skipped)} skipped, {r.rows:,} rows")
+    for chunk_id, reason in r.failed.items():
+        typer.echo(f"error: chunk {chunk_id}: {reason}", err=True)
+
+
+@db_app.command("init")
+@cli_errors
+def db_init() -> None:
+    """Create the TimescaleDB extension, the hypertables and the load ledger (idempotent).
+
+    Example: HIST_DATABASE_URL=postgresql://postgres@127.0.0.1:55432/hist hist db init
+    """
+    from stages.load.database import connect
+    from stages.load.migrations import migrate
+
+    url = database_url()
+    with connect(url) as conn:
+        applied = migrate(conn)
+    out.print(f"database {mask_dsn(url.reveal())}: "
+              + (f"applied {', '.join(applied)}" if applied else "up to date"))
+
+
+@lake_app.command("status")
+@cli_errors
+def lake_status(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Chunks, records, bytes and failures per stage, from the manifest.
+
+    Example: HIST_LAKE=./lake_data hist lake status
+    """
+    orch = _orchestrator(config)
+    out.print(lake_status_table(orch.paths, os.environ.get("HIST_DATABASE_URL")))

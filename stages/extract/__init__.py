@@ -1,0 +1,1 @@
+"""Extract: vendor API -> raw DBN chunks committed into the lake."""

@@ -1,0 +1,1 @@
+"""Load: replay transformed chunks from the lake into TimescaleDB, idempotently."""

@@ -1,0 +1,76 @@
+"""PipelineOrchestrator: builds each stage's settings from the config and the environment, and runs
+the stages in order. It holds no stage logic: each stage only reads what the previous one committed
+to the lake, so any of them can also run alone."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lake.errors import ConfigError
+from lake.formats import ChunkSpec
+from lake.paths import LakePaths
+from schemas.config import HistConfig, JobConfig
+from schemas.mappings import MappingConfig, load_mappings, load_rules, rules_version
+from schemas.secrets import Secret
+from stages.extract.databento_adapter import DatabentoAdapter
+from stages.extract.runner import ExtractReport, run_extract
+from stages.load.runner import LoadReport, LoadSettings, run_load
+from stages.transform.runner import TransformReport, TransformSettings, run_transform
+
+DEFAULT_LAKE = "lake_data"
+
+
+@dataclass
+class PipelineOrchestrator:
+    config: HistConfig
+    paths: LakePaths
+    mapping: MappingConfig
+
+    @classmethod
+    def from_config(cls, config: HistConfig, lake_root: Path | None = None) -> PipelineOrchestrator:
+        root = lake_root or Path(os.environ.get("HIST_LAKE", DEFAULT_LAKE))
+        return cls(config, LakePaths(root.resolve()), load_mappings(config.mapping_config_path))
+
+    def plan(self, job: JobConfig) -> list[ChunkSpec]:
+        source_schema = self.mapping.schema_mapping(job.schema_).source_schema
+        return self.adapter().plan(job, source_schema)
+
+    def adapter(self) -> DatabentoAdapter:
+        key = Secret(os.environ.get(self.config.api.key_env_var, ""))
+        gateway = os.environ.get("DATABENTO_GATEWAY") or self.config.api.gateway
+        return DatabentoAdapter(key, gateway, self.config.retry_policy)
+
+    def extract(self, job: JobConfig, force: bool = False) -> ExtractReport:
+        chunks = self.plan(job)
+        return run_extract(self.adapter(), self.paths, chunks,
+                           max_concurrency=self.config.max_concurrency, force=force)
+
+    def transform(self, chunk_ids: set[str] | None = None) -> TransformReport:
+        rule_paths = self.config.validation_schema_paths
+        settings = TransformSettings(
+            paths=self.paths, mapping=self.mapping, rules=load_rules(rule_paths),
+            rules_version=rules_version(self.mapping, rule_paths),
+            batch_records=self.config.transform_batch_records,
+        )
+        return run_transform(settings, chunk_ids)
+
+    def load(self, chunk_ids: set[str] | None = None) -> LoadReport:
+        return run_load(LoadSettings(self.paths, self.mapping, database_url(),
+                                     self.config.load_batch_rows), chunk_ids)
+
+    def ingest(self, job: JobConfig, force: bool = False
+               ) -> tuple[ExtractReport, TransformReport, LoadReport]:
+        """All three stages for one job, limited to that job's chunks."""
+        chunk_ids = {c.chunk_id for c in self.plan(job)}
+        extracted = self.extract(job, force=force)
+        return extracted, self.transform(chunk_ids), self.load(chunk_ids)
+
+
+def database_url() -> Secret:
+    url = os.environ.get("HIST_DATABASE_URL", "")
+    if not url:
+        raise ConfigError("HIST_DATABASE_URL is not set: point it at a TimescaleDB database "
+                          "(postgresql://user@host:port/dbname)")
+    return Secret(url)

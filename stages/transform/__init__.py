@@ -1,0 +1,1 @@
+"""Transform: raw DBN chunks -> standardized and quarantine Parquet partitions, with DuckDB SQL."""

@@ -1,0 +1,161 @@
+"""Transform every extracted chunk that has no transform of its current raw file yet."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from lake.commit import commit_into_lake
+from lake.errors import ChunkFailed
+from lake.formats import FileRef, ManifestEvent
+from lake.locks import try_lock
+from lake.manifest import Manifest
+from lake.paths import LakePaths
+from schemas.mappings import MappingConfig, Rule
+from stages.transform.decode import iter_batches, open_store, symbology_table
+from stages.transform.rule_engine import RuleEngine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TransformSettings:
+    paths: LakePaths
+    mapping: MappingConfig
+    rules: dict[str, list[Rule]]
+    rules_version: str
+    batch_records: int = 1_000_000
+    duckdb_memory_limit: str = "768MB"
+    duckdb_threads: int = 2
+
+
+@dataclass
+class TransformReport:
+    transformed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=lambda: {"in": 0, "standardized": 0, "quarantined": 0})
+
+
+def pending(manifest: Manifest, chunk_ids: set[str] | None = None) -> list[ManifestEvent]:
+    """Extracted chunks whose current raw file has no committed transform."""
+    transformed = manifest.latest("transform")
+    todo = []
+    for chunk_id, extracted in manifest.latest("extract").items():
+        if chunk_ids is not None and chunk_id not in chunk_ids:
+            continue
+        raw = extracted.file("raw")
+        done = transformed.get(chunk_id)
+        if done is None or raw is None or raw.sha256 not in done.input_sha256:
+            todo.append(extracted)
+    return todo
+
+
+def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None) -> TransformReport:
+    manifest = Manifest(settings.paths)
+    report = TransformReport()
+    for extracted in pending(manifest, chunk_ids):
+        chunk_id = extracted.chunk_id
+        with try_lock(settings.paths.lock("transform", chunk_id)) as locked:
+            if not locked or extracted not in pending(manifest, {chunk_id}):
+                report.skipped.append(chunk_id)
+                continue
+            try:
+                event = transform_chunk(settings, manifest, extracted)
+            except ChunkFailed as exc:
+                manifest.record("transform", extracted.chunk, input_sha256=_inputs(extracted),
+                                error=exc.reason, rules_version=settings.rules_version)
+                report.failed[chunk_id] = exc.reason
+                log.error("%s", exc)
+                continue
+        report.transformed.append(chunk_id)
+        for key in report.records:
+            report.records[key] += event.records.get(key, 0)
+    return report
+
+
+def _inputs(extracted: ManifestEvent) -> tuple[str, ...]:
+    raw = extracted.file("raw")
+    return (raw.sha256,) if raw else ()
+
+
+def transform_chunk(settings: TransformSettings, manifest: Manifest, extracted: ManifestEvent) -> ManifestEvent:
+    try:
+        return _transform_chunk(settings, manifest, extracted)
+    except duckdb.Error as exc:  # a rule or mapping the data cannot satisfy fails this chunk only
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise ChunkFailed(extracted.chunk_id, "transform", reason) from exc
+
+
+def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted: ManifestEvent) -> ManifestEvent:
+    chunk = extracted.chunk
+    raw = extracted.file("raw")
+    if raw is None:
+        raise ChunkFailed(chunk.chunk_id, "transform", "the extract event names no raw file")
+    raw_path = settings.paths.absolute(raw.path)
+    if not raw_path.exists():
+        raise ChunkFailed(chunk.chunk_id, "transform", f"raw file {raw.path} is missing from the lake")
+    kind = settings.mapping.kind_for(chunk.schema_)
+    compiled = RuleEngine(settings.mapping, settings.rules).compile(
+        chunk.schema_, chunk.dataset, chunk.start_ns, chunk.end_ns
+    )
+    settings.paths.tmp.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config={"memory_limit": settings.duckdb_memory_limit,
+                                 "threads": settings.duckdb_threads,
+                                 "temp_directory": str(settings.paths.tmp / "duckdb"),
+                                 "preserve_insertion_order": False})
+    temps: list[Path] = []
+    try:
+        try:
+            store = open_store(raw_path)
+            records_in = _load_source(con, store, settings.batch_records)
+            con.register("sym", symbology_table(store))
+        except Exception as exc:  # a corrupt or truncated file fails this chunk only
+            raise ChunkFailed(chunk.chunk_id, "transform",
+                              f"cannot decode {raw.path}: {type(exc).__name__}: {exc}") from exc
+        files: list[FileRef] = []
+        counts = {"in": records_in, "standardized": 0, "quarantined": 0}
+        if records_in:
+            con.execute(f"CREATE TEMP TABLE mapped AS {compiled.mapped}")
+            con.execute(f"CREATE TEMP TABLE checked AS {compiled.checked}")
+            for role, query in (("standardized", compiled.standardized), ("quarantine", compiled.quarantine)):
+                count = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]  # type: ignore[index]
+                counts["quarantined" if role == "quarantine" else "standardized"] = count
+                if count == 0:
+                    continue
+                temp = settings.paths.tmp / f".tmp-{chunk.chunk_id}-{role}.parquet"
+                temps.append(temp)
+                temp.unlink(missing_ok=True)
+                con.execute(f"COPY ({query}) TO '{temp}' (FORMAT parquet, COMPRESSION zstd,"
+                            f" ROW_GROUP_SIZE 122880)")
+                files.append(commit_into_lake(
+                    settings.paths, temp, role, count,  # type: ignore[arg-type]
+                    lambda sha, r=role: settings.paths.table_file(r, kind.table, chunk, sha),  # type: ignore[misc]
+                ))
+            for rule, n in con.execute(compiled.warnings).fetchall():
+                counts[f"warn:{rule}"] = int(n)
+        event = manifest.record("transform", chunk, files=files, input_sha256=(raw.sha256,),
+                                records=counts, rules_version=settings.rules_version)
+        log.info("transformed chunk %s: %d in, %d standardized, %d quarantined", chunk.chunk_id,
+                 counts["in"], counts["standardized"], counts["quarantined"])
+        return event
+    finally:
+        con.close()
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+
+
+def _load_source(con: duckdb.DuckDBPyConnection, store: object, batch_records: int) -> int:
+    total = 0
+    for batch in iter_batches(store, batch_records):  # type: ignore[arg-type]
+        con.register("batch", batch)
+        if total == 0:
+            con.execute("CREATE TEMP TABLE src AS SELECT * FROM batch")
+        else:
+            con.execute("INSERT INTO src SELECT * FROM batch")
+        con.unregister("batch")
+        total += batch.num_rows
+    return total
