@@ -33,7 +33,7 @@ app.add_typer(stage_app, name="stage")
 app.add_typer(db_app, name="db")
 app.add_typer(lake_app, name="lake")
 
-out = Console()
+out = Console(soft_wrap=True)
 DEFAULT_CONFIG = Path("configs/api_specific/databento_config.yaml")
 P = ParamSpec("P")
 R = TypeVar("R")

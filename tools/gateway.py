@@ -8,7 +8,7 @@ Endpoints: /v0/timeseries.get_range, /v0/metadata.{get_cost,get_record_count,get
 list_datasets,list_schemas,get_dataset_range}, /v0/symbology.resolve; HTTP basic auth with the key as
 user name; errors as JSON {"detail": ...}. For tests, /_admin/faults (POST a JSON list) injects
 faults — {"kind": "429"|"500"|"truncate"|"slow", "count": n, "retry_after": s, "path": "..."} — and
-/_admin/requests returns the request log.
+GET /_admin/requests returns the request log (POST clears it).
 """
 
 from __future__ import annotations
@@ -157,6 +157,11 @@ class Handler(BaseHTTPRequestHandler):
             with self.server.lock:
                 self.server.faults = json.loads(body or "[]")
             self._json(200, {"faults": len(self.server.faults)})
+            return
+        if urlparse(self.path).path == "/_admin/requests":
+            with self.server.lock:
+                self.server.log.clear()
+            self._json(200, [])
             return
         params = parse_qs(urlparse(self.path).query)
         params.update(parse_qs(body))

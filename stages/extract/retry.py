@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 
 def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
-    backoff = wait_exponential_jitter(initial=policy.initial_backoff_seconds, max=policy.max_backoff_seconds,
+    backoff = wait_exponential_jitter(multiplier=policy.initial_backoff_seconds, max=policy.max_backoff_seconds,
                                       jitter=policy.jitter_seconds)
 
     def wait(state: RetryCallState) -> float:

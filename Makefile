@@ -1,0 +1,35 @@
+# hist: `make demo` runs the sample job end to end; `make test` runs the test suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STATE := .hist
+PG_PORT ?= 55432
+GATEWAY_PORT ?= 18443
+
+.PHONY: demo test lint bench timescaledb stop clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+timescaledb:
+	bash tools/timescaledb.sh install
+
+demo: $(BIN)/.installed timescaledb
+	STATE=$(STATE) PG_PORT=$(PG_PORT) GATEWAY_PORT=$(GATEWAY_PORT) bash tools/demo.sh
+
+test: $(BIN)/.installed timescaledb
+	$(BIN)/pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+stop:
+	bash tools/timescaledb.sh stop $(abspath $(STATE))/pg
+
+clean: stop
+	rm -rf $(STATE)

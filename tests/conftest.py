@@ -1,0 +1,140 @@
+"""Shared fixtures: a real TimescaleDB cluster, the replay gateway over HTTPS, generated data, and a
+helper that runs the `hist` command the way a user does."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+
+from tools.generate import generate
+
+ROOT = Path(__file__).resolve().parent.parent
+HIST = Path(sys.executable).parent / "hist"
+CONFIG = ROOT / "configs" / "api_specific" / "databento_config.yaml"
+DATASET = "GLBX.MDP3"
+SYMBOLS = ["ESH4", "NQH4"]
+START, END = date(2024, 1, 2), date(2024, 1, 4)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def timescale() -> Iterator[str]:
+    """The DSN of a throwaway TimescaleDB cluster (or HIST_TEST_DATABASE_URL's server)."""
+    if os.environ.get("HIST_TEST_DATABASE_URL"):
+        yield os.environ["HIST_TEST_DATABASE_URL"]
+        return
+    cluster = Path(tempfile.mkdtemp(prefix="hist-pg-"))
+    script = ROOT / "tools" / "timescaledb.sh"
+    dsn = subprocess.run(["bash", str(script), "start", str(cluster), str(free_port())], check=True,
+                         capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    yield dsn
+    subprocess.run(["bash", str(script), "stop", str(cluster)], check=False)
+    shutil.rmtree(cluster, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(timescale: str) -> Iterator[str]:
+    """A fresh, empty database on the cluster for one test."""
+    name = f"hist_test_{secrets.token_hex(4)}"
+    with psycopg.connect(timescale, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield timescale.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(timescale, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def replay_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("replay")
+    generate(root, DATASET, SYMBOLS, START, END, ["ohlcv-1m", "ohlcv-1h", "trades"], seed=11, trades_per_day=2000)
+    return root
+
+
+@dataclass
+class Gateway:
+    url: str
+    cert: Path
+    key: str
+    data: Path
+
+    def admin(self, path: str, body: object | None = None) -> object:
+        url = f"https://{self.url}/_admin/{path}"
+        response = (requests.post(url, json=body, verify=self.cert, timeout=10) if body is not None
+                    else requests.get(url, verify=self.cert, timeout=10))
+        response.raise_for_status()
+        return response.json()
+
+    def requests(self) -> list[dict[str, object]]:
+        return [r for r in self.admin("requests") if r["path"] == "/v0/timeseries.get_range"]  # type: ignore[union-attr]
+
+    def faults(self, *faults: dict[str, object]) -> None:
+        self.admin("faults", list(faults))
+
+
+@pytest.fixture(scope="session")
+def gateway_server(replay_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    state = tmp_path_factory.mktemp("gateway")
+    key = f"db-test{secrets.token_hex(10)}"
+    port_file = state / "port"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tools" / "gateway.py"), "--data", str(replay_data), "--port", "0",
+         "--cert-dir", str(state / "certs"), "--port-file", str(port_file)],
+        env={**os.environ, "DATABENTO_API_KEY": key}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    for _ in range(200):
+        if port_file.exists() and port_file.read_text():
+            break
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else "gateway died"
+        time.sleep(0.05)
+    yield Gateway(f"127.0.0.1:{port_file.read_text()}", state / "certs" / "cert.pem", key, replay_data)
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def gateway(gateway_server: Gateway) -> Iterator[Gateway]:
+    """The session's gateway with an empty request log and no faults."""
+    gateway_server.faults()
+    gateway_server.admin("requests", [])
+    yield gateway_server
+    gateway_server.faults()
+
+
+@dataclass
+class HistRunner:
+    env: dict[str, str]
+    lake: Path
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([str(HIST), *args], env=self.env, capture_output=True, text=True, timeout=300)
+        if check and result.returncode != 0:
+            raise AssertionError(f"hist {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+
+@pytest.fixture
+def hist(gateway: Gateway, database_url: str, tmp_path: Path) -> HistRunner:
+    env = {**os.environ, "DATABENTO_API_KEY": gateway.key, "DATABENTO_GATEWAY": gateway.url,
+           "REQUESTS_CA_BUNDLE": str(gateway.cert), "HIST_DATABASE_URL": database_url,
+           "HIST_LAKE": str(tmp_path / "lake"), "HIST_CONFIG": str(CONFIG)}
+    return HistRunner(env, tmp_path / "lake")

@@ -1,0 +1,168 @@
+"""DatabentoAdapter with databento.Historical mocked: parameters, DBNStore decoding, chunking, retries."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from databento import DBNStore
+from databento.common.error import BentoClientError, BentoError, BentoServerError
+
+from lake.errors import TerminalError, TransientError
+from schemas.config import JobConfig, RetryPolicy
+from schemas.secrets import Secret
+from stages.extract.databento_adapter import DatabentoAdapter
+from stages.extract.planner import plan_chunks
+from tools.generate import generate
+
+FAST = RetryPolicy(max_attempts=3, initial_backoff_seconds=0, max_backoff_seconds=0.01, jitter_seconds=0)
+KEY = "db-unitTESTkey000000000000000"
+
+
+def job(**overrides: object) -> JobConfig:
+    fields: dict[str, object] = {"name": "j", "dataset": "GLBX.MDP3", "schema": "ohlcv-1m", "symbols": ["ESH4", "NQH4"],
+                                 "start_date": date(2024, 1, 2), "end_date": date(2024, 1, 5)}
+    return JobConfig.model_validate({**fields, **overrides})
+
+
+@pytest.fixture(scope="module")
+def dbn_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("dbn")
+    generate(root, "GLBX.MDP3", ["ESH4"], date(2024, 1, 2), date(2024, 1, 3), ["ohlcv-1m"], seed=1, trades_per_day=1)
+    return root / "GLBX.MDP3" / "ohlcv-1m" / "2024-01-02.dbn.zst"
+
+
+def adapter_with(client: mock.MagicMock, policy: RetryPolicy = FAST) -> DatabentoAdapter:
+    with mock.patch("databento.Historical", return_value=client) as historical:
+        adapter = DatabentoAdapter(Secret(KEY), "127.0.0.1:9", policy)
+    historical.assert_called_once_with(key=KEY, gateway="127.0.0.1:9")
+    return adapter
+
+
+def writes(dbn_file: Path):  # type: ignore[no-untyped-def]
+    """A get_range side effect that streams the real DBN file to `path`, as the client does."""
+    def get_range(**params: object) -> DBNStore:
+        Path(str(params["path"])).write_bytes(dbn_file.read_bytes())
+        return DBNStore.from_file(params["path"])  # type: ignore[arg-type]
+    return get_range
+
+
+def test_fetch_given_chunk_passes_request_parameters_and_counts_records(dbn_file: Path, tmp_path: Path) -> None:
+    client = mock.MagicMock()
+    client.timeseries.get_range.side_effect = writes(dbn_file)
+    adapter = adapter_with(client)
+    chunk = adapter.plan(job(), "ohlcv-1m")[0]
+
+    records = adapter.fetch(chunk, tmp_path / "out.dbn.zst")
+
+    client.timeseries.get_range.assert_called_once_with(
+        dataset="GLBX.MDP3", symbols=["ESH4", "NQH4"], schema="ohlcv-1m", stype_in="raw_symbol",
+        stype_out="instrument_id", start="2024-01-02T00:00:00+00:00", end="2024-01-03T00:00:00+00:00",
+        path=tmp_path / "out.dbn.zst")
+    assert records == len(list(DBNStore.from_file(dbn_file))) > 1000
+
+
+def test_fetch_given_instrument_id_request_asks_for_raw_symbols(dbn_file: Path, tmp_path: Path) -> None:
+    client = mock.MagicMock()
+    client.timeseries.get_range.side_effect = writes(dbn_file)
+    adapter = adapter_with(client)
+
+    adapter.fetch(adapter.plan(job(stype_in="instrument_id", symbols=["42"]), "ohlcv-1m")[0], tmp_path / "o")
+
+    assert client.timeseries.get_range.call_args.kwargs["stype_out"] == "raw_symbol"
+
+
+def test_plan_given_three_days_and_two_day_interval_makes_utc_aligned_chunks() -> None:
+    chunks = plan_chunks(job(date_chunk_interval_days=2), "ohlcv-1m")
+
+    assert [(c.start, c.end) for c in chunks] == [
+        (datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 4, tzinfo=UTC)),
+        (datetime(2024, 1, 4, tzinfo=UTC), datetime(2024, 1, 5, tzinfo=UTC)),
+    ]
+    assert len({c.chunk_id for c in chunks}) == 2
+    assert plan_chunks(job(date_chunk_interval_days=2), "ohlcv-1m")[0].chunk_id == chunks[0].chunk_id
+
+
+def test_plan_given_4500_symbols_splits_requests_at_2000() -> None:
+    chunks = plan_chunks(job(symbols=[f"S{i}" for i in range(4500)], end_date=date(2024, 1, 3)), "trades")
+
+    assert [len(c.symbols) for c in chunks] == [2000, 2000, 500]
+
+
+def test_fetch_given_server_error_then_success_retries_and_leaves_no_partial_file(dbn_file: Path,
+                                                                                   tmp_path: Path) -> None:
+    client = mock.MagicMock()
+    seen_existing: list[bool] = []
+    good = writes(dbn_file)
+
+    def flaky(**params: object) -> DBNStore:
+        seen_existing.append(Path(str(params["path"])).exists())
+        if len(seen_existing) == 1:
+            Path(str(params["path"])).write_bytes(b"partial")
+            raise BentoError("Error streaming response: connection reset")
+        if len(seen_existing) == 2:
+            raise BentoServerError(http_status=502, message="bad gateway")
+        return good(**params)
+
+    client.timeseries.get_range.side_effect = flaky
+    adapter = adapter_with(client)
+
+    records = adapter.fetch(adapter.plan(job(), "ohlcv-1m")[0], tmp_path / "out.dbn.zst")
+
+    assert records > 0 and seen_existing == [False, False, False]
+
+
+def test_fetch_given_429_waits_retry_after(dbn_file: Path, tmp_path: Path) -> None:
+    client = mock.MagicMock()
+    good = writes(dbn_file)
+    calls: list[int] = []
+
+    def limited(**params: object) -> DBNStore:
+        calls.append(1)
+        if len(calls) == 1:
+            raise BentoClientError(http_status=429, message="Too many requests", headers={"Retry-After": "0.05"})
+        return good(**params)
+
+    client.timeseries.get_range.side_effect = limited
+    adapter = adapter_with(client, RetryPolicy(max_attempts=2, initial_backoff_seconds=30, max_backoff_seconds=60,
+                                               jitter_seconds=0))
+    with mock.patch("time.sleep") as sleep:
+        adapter.fetch(adapter.plan(job(), "ohlcv-1m")[0], tmp_path / "out.dbn.zst")
+
+    sleep.assert_called_once_with(0.05)
+
+
+def test_fetch_given_422_fails_at_once_without_leaking_the_key(tmp_path: Path) -> None:
+    client = mock.MagicMock()
+    client.timeseries.get_range.side_effect = BentoClientError(http_status=422, message=f"bad symbols for {KEY}")
+    adapter = adapter_with(client)
+
+    with pytest.raises(TerminalError) as failure:
+        adapter.fetch(adapter.plan(job(), "ohlcv-1m")[0], tmp_path / "out.dbn.zst")
+
+    assert client.timeseries.get_range.call_count == 1
+    assert "HTTP 422" in str(failure.value) and KEY not in str(failure.value)
+
+
+def test_fetch_given_undecodable_body_retries_then_fails_transient(tmp_path: Path) -> None:
+    client = mock.MagicMock()
+
+    def garbage(**params: object) -> DBNStore:
+        Path(str(params["path"])).write_bytes(b"\x28\xb5\x2f\xfd" + b"not zstd at all")
+        return DBNStore.from_file(params["path"])  # type: ignore[arg-type]
+
+    client.timeseries.get_range.side_effect = garbage
+    adapter = adapter_with(client)
+
+    with pytest.raises(TransientError):
+        adapter.fetch(adapter.plan(job(), "ohlcv-1m")[0], tmp_path / "out.dbn.zst")
+
+    assert client.timeseries.get_range.call_count == FAST.max_attempts
+    assert not (tmp_path / "out.dbn.zst").exists()
+
+
+def test_adapter_given_no_key_refuses_to_start() -> None:
+    with pytest.raises(TerminalError, match="no Databento API key"):
+        DatabentoAdapter(Secret(""), None, FAST)
