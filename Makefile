@@ -5,7 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STATE := .hist
 PG_PORT ?= 55432
-GATEWAY_PORT ?= 18443
 
 .PHONY: demo test lint bench timescaledb stop clean
 
@@ -19,7 +18,7 @@ timescaledb:
 	bash tools/timescaledb.sh install
 
 demo: $(BIN)/.installed timescaledb
-	STATE=$(STATE) PG_PORT=$(PG_PORT) GATEWAY_PORT=$(GATEWAY_PORT) bash tools/demo.sh
+	STATE=$(STATE) PG_PORT=$(PG_PORT) bash tools/demo.sh
 
 test: $(BIN)/.installed timescaledb
 	$(BIN)/pytest -q

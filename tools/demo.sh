@@ -6,7 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE=$(realpath -m "${STATE:-.hist}")
 PG_PORT=${PG_PORT:-55432}
-GATEWAY_PORT=${GATEWAY_PORT:-18443}
 BIN=.venv/bin
 mkdir -p "$STATE"
 
@@ -18,19 +17,19 @@ echo "== generating synthetic Databento data (deterministic, seed 7)"
 [ -f "$STATE/data/GLBX.MDP3/symbology.json" ] || "$BIN/python" tools/generate.py --out "$STATE/data" \
     --dataset GLBX.MDP3 --symbols ESH4,NQH4 --start 2024-01-02 --end 2024-01-04 --seed 7
 
-echo "== starting TimescaleDB on port $PG_PORT"
+echo "== starting TimescaleDB"
 HIST_DATABASE_URL=$(bash tools/timescaledb.sh start "$STATE/pg" "$PG_PORT")
 export HIST_DATABASE_URL
 
-echo "== starting the replay gateway on https://127.0.0.1:$GATEWAY_PORT"
+echo "== starting the replay gateway"
 rm -f "$STATE/gateway.port"
-"$BIN/python" tools/gateway.py --data "$STATE/data" --port "$GATEWAY_PORT" --cert-dir "$STATE/certs" \
+"$BIN/python" tools/gateway.py --data "$STATE/data" --port 0 --cert-dir "$STATE/certs" \
     --port-file "$STATE/gateway.port" > "$STATE/gateway.log" 2>&1 &
 GATEWAY_PID=$!
 trap 'kill $GATEWAY_PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -s "$STATE/gateway.port" ] && break; sleep 0.1; done
 [ -s "$STATE/gateway.port" ] || { cat "$STATE/gateway.log"; echo "gateway did not start"; exit 1; }
-export DATABENTO_GATEWAY=127.0.0.1:$GATEWAY_PORT REQUESTS_CA_BUNDLE=$STATE/certs/cert.pem HIST_LAKE=$STATE/lake
+export DATABENTO_GATEWAY=127.0.0.1:$(cat "$STATE/gateway.port") REQUESTS_CA_BUNDLE=$STATE/certs/cert.pem HIST_LAKE=$STATE/lake
 
 echo "== hist db init"
 "$BIN/hist" db init

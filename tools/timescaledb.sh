@@ -4,6 +4,7 @@
 #
 #   tools/timescaledb.sh install            # no-op when timescaledb is already installed
 #   tools/timescaledb.sh start DIR PORT     # initdb (first time) + pg_ctl start; prints the DSN
+#                                           # (another free port when PORT is taken)
 #   tools/timescaledb.sh stop DIR           # pg_ctl stop
 #
 # The machine's apt configuration is never touched: the trixie deb-src list, the package lists and the
@@ -59,8 +60,23 @@ pg() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# As root the cluster runs as `postgres`, which may not be able to reach DIR (a 0700 temp folder, a
+# home directory); the data then lives in /var/tmp/hist-pg/<hash of DIR> instead, found again by stop.
+data_dir() {
+    local dir; dir=$(realpath -m "$1")
+    if [ "$(id -u)" -eq 0 ]; then
+        mkdir -p "$(dirname "$dir")"
+        if ! runuser -u postgres -- test -x "$(dirname "$dir")" 2>/dev/null; then
+            dir=/var/tmp/hist-pg/$(printf '%s' "$dir" | sha1sum | cut -c1-16)
+            mkdir -p /var/tmp/hist-pg && chmod 755 /var/tmp/hist-pg
+        fi
+    fi
+    echo "$dir"
+}
+
 start() {
-    local dir=${1:?usage: start DIR PORT} port=${2:?usage: start DIR PORT}
+    local dir port=${2:?usage: start DIR PORT}
+    dir=$(data_dir "${1:?usage: start DIR PORT}")
     mkdir -p "$dir"
     [ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
     if [ ! -f "$dir/PG_VERSION" ]; then
@@ -68,15 +84,21 @@ start() {
         cat >> "$dir/postgresql.conf" <<CONF
 shared_preload_libraries = 'timescaledb'
 listen_addresses = '127.0.0.1'
-port = $port
 unix_socket_directories = '$dir'
 timescaledb.telemetry_level = off
 max_wal_size = 4GB
 synchronous_commit = off
 CONF
     fi
-    if ! pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
-        pg "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
+    if pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        port=$(sed -n 4p "$dir/postmaster.pid")  # already running: keep its port
+    else
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            local busy=$port
+            port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+            echo "timescaledb.sh: port $busy is in use; using $port" >&2
+        fi
+        pg "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -o "-p $port" -w -t 60 start >/dev/null \
             || die "cluster in $dir did not start: see $dir/server.log"
     fi
     pg "$PG_BIN/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qAtc \
@@ -86,7 +108,8 @@ CONF
 }
 
 stop() {
-    local dir=${1:?usage: stop DIR}
+    local dir
+    dir=$(data_dir "${1:?usage: stop DIR}")
     [ -f "$dir/postmaster.pid" ] || return 0
     pg "$PG_BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null
 }
