@@ -16,7 +16,7 @@ MANIFEST_FORMAT_VERSION = 1
 
 Stage = Literal["extract", "transform", "load"]
 EventStatus = Literal["committed", "failed"]
-FileRole = Literal["raw", "standardized", "quarantine"]
+FileRole = Literal["raw", "symbology", "standardized", "quarantine"]
 
 
 class ChunkSpec(BaseModel):

@@ -3,6 +3,8 @@ hive_partitioning reads them as columns.
 
     <root>/manifest/events.jsonl                                   append-only manifest log
     <root>/raw/dataset=<D>/schema=<S>/<chunk_id>.<sha8>.dbn.zst      vendor bytes, exactly as received
+    <root>/raw/dataset=<D>/schema=<S>/<chunk_id>.<sha8>.symbology.json  instrument id -> raw symbol, for
+                                                                    parent and continuous requests
     <root>/standardized/table=<T>/dataset=<D>/<chunk_id>.<sha8>.parquet
     <root>/quarantine/table=<T>/dataset=<D>/<chunk_id>.<sha8>.parquet
     <root>/locks/<stage>/<chunk_id>.lock                           who is working on a chunk now
@@ -36,9 +38,9 @@ class LakePaths:
     def lock(self, stage: Stage, chunk_id: str) -> Path:
         return self.root / "locks" / stage / f"{chunk_id}.lock"
 
-    def raw(self, chunk: ChunkSpec, sha256: str) -> Path:
+    def raw(self, chunk: ChunkSpec, sha256: str, suffix: str = ".dbn.zst") -> Path:
         return (self.root / "raw" / f"dataset={chunk.dataset}" / f"schema={chunk.source_schema}"
-                / f"{chunk.chunk_id}.{sha256[:8]}.dbn.zst")
+                / f"{chunk.chunk_id}.{sha256[:8]}{suffix}")
 
     def table_file(self, role: FileRole, table: str, chunk: ChunkSpec, sha256: str) -> Path:
         area = "standardized" if role == "standardized" else "quarantine"

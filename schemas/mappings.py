@@ -16,8 +16,10 @@ from schemas.config import describe_validation_error
 
 Conversion = Literal[
     "price", "quantity", "timestamp", "nanos", "int16", "int32", "int64", "char", "text",
-    "dataset", "symbol", "interval",
+    "dataset", "symbol", "raw_symbol", "interval",
 ]
+Aggregate = Literal["first", "last", "min", "max", "sum"]
+CONTEXT_CONVERSIONS = ("dataset", "symbol", "raw_symbol", "interval")
 Severity = Literal["quarantine", "warn"]
 
 
@@ -28,10 +30,11 @@ class ColumnMapping(BaseModel):
 
     source: str | None = Field(default=None, alias="from")
     as_: Conversion = Field(alias="as")
+    null_if_max: bool = Field(default=False, description="The field's type maximum means 'unset'.")
 
     @model_validator(mode="after")
     def _needs_source(self) -> ColumnMapping:
-        if self.as_ not in ("dataset", "symbol", "interval") and not self.source:
+        if self.as_ not in CONTEXT_CONVERSIONS and not self.source:
             raise ValueError(f"conversion '{self.as_}' needs a 'from' field")
         return self
 
@@ -46,10 +49,13 @@ class RecordKind(BaseModel):
     time_column: str
     identity: list[str]
     columns: dict[str, ColumnMapping]
+    keep_if: str | None = Field(default=None, description="SQL on source fields; other records are dropped.")
+    resample: dict[str, Aggregate] = Field(default_factory=dict,
+                                           description="How derived bars aggregate each value column.")
 
     @model_validator(mode="after")
     def _known_columns(self) -> RecordKind:
-        for name in [*self.identity, self.time_column]:
+        for name in [*self.identity, self.time_column, *self.resample]:
             if name not in self.columns:
                 raise ValueError(f"'{name}' is not one of the mapped columns")
         return self
@@ -63,7 +69,13 @@ class SchemaMapping(BaseModel):
     record: str
     source_schema: str
     interval: str | None = None
-    resample_from: str | None = None
+    resample_seconds: int | None = Field(default=None, gt=0, description="Aggregate source bars into buckets.")
+
+    @model_validator(mode="after")
+    def _divides_a_day(self) -> SchemaMapping:
+        if self.resample_seconds and 86_400 % self.resample_seconds:
+            raise ValueError("resample_seconds must divide a day, so no bucket spans two day chunks")
+        return self
 
 
 class MappingConfig(BaseModel):
@@ -79,6 +91,8 @@ class MappingConfig(BaseModel):
         for name, schema in self.schemas.items():
             if schema.record not in self.record_kinds:
                 raise ValueError(f"schema {name}: unknown record kind '{schema.record}'")
+            if schema.resample_seconds and not self.record_kinds[schema.record].resample:
+                raise ValueError(f"schema {name}: record kind '{schema.record}' has no resample rules")
         return self
 
     def schema_mapping(self, schema: str) -> SchemaMapping:
@@ -100,7 +114,7 @@ class MappingConfig(BaseModel):
 
 class Rule(BaseModel):
     """A named validation rule: `check` is a DuckDB SQL condition a good row satisfies. It may use
-    {start_ns} and {end_ns}, the chunk's window in nanoseconds."""
+    {start_ns} and {end_ns}, the chunk's window in nanoseconds, and the rule file's {params}."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -110,11 +124,22 @@ class Rule(BaseModel):
     description: str = ""
 
 
+ParamValue = str | int | float | list[str] | list[int]
+
+
 class RuleSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: str
+    params: dict[str, ParamValue] = Field(default_factory=dict)
     rules: dict[str, list[Rule]]
+
+
+class Rules(BaseModel):
+    """Every rule per record kind, and the parameters their checks may name, from all rule files."""
+
+    by_kind: dict[str, list[Rule]] = Field(default_factory=dict)
+    params: dict[str, ParamValue] = Field(default_factory=dict)
 
 
 def _read_yaml(path: Path) -> object:
@@ -134,16 +159,17 @@ def load_mappings(path: Path) -> MappingConfig:
     return mapping.model_copy(update={"digest": hashlib.sha256(path.read_bytes()).hexdigest()})
 
 
-def load_rules(paths: list[Path]) -> dict[str, list[Rule]]:
+def load_rules(paths: list[Path]) -> Rules:
     """All rules per record kind, from every validation file in order."""
-    merged: dict[str, list[Rule]] = {}
+    merged = Rules()
     for path in paths:
         try:
             ruleset = RuleSet.model_validate(_read_yaml(path))
         except ValidationError as exc:
             raise ConfigError(f"{path}: {describe_validation_error(exc)}") from exc
         for kind, rules in ruleset.rules.items():
-            merged.setdefault(kind, []).extend(rules)
+            merged.by_kind.setdefault(kind, []).extend(rules)
+        merged.params.update(ruleset.params)
     return merged
 
 

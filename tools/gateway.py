@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +37,7 @@ from tools.generate import NS, RECORDS, index_ts, metadata
 PRICE_PER_GB = {"trades": 40.0, "tbbo": 50.0, "statistics": 10.0, "definition": 5.0}
 DEFAULT_PRICE_PER_GB = 20.0
 STREAM_BLOCK = 1 << 20
+Request = tuple[str, str, list[tuple[int, int, int]], int, int, dict[str, Any], list[str]]
 
 
 class GatewayError(Exception):
@@ -69,8 +71,16 @@ class ReplayStore:
     def schemas(self, dataset: str) -> list[str]:
         return sorted(p.name for p in (self.root / dataset).iterdir() if p.is_dir())
 
-    def symbology(self, dataset: str) -> dict[str, list[dict[str, str]]]:
-        return json.loads((self.root / dataset / "symbology.json").read_text())
+    def symbology(self, dataset: str, stype_in: str) -> dict[str, list[dict[str, str]]]:
+        """{symbol: [{d0, d1, s}]} for one input symbology; by instrument_id, s is the raw symbol."""
+        known = json.loads((self.root / dataset / "symbology.json").read_text())
+        if stype_in != "instrument_id":
+            return known.get(stype_in, {})
+        by_id: dict[str, list[dict[str, str]]] = {}
+        for raw, intervals in known.get("raw_symbol", {}).items():
+            for i in intervals:
+                by_id.setdefault(i["s"], []).append({**i, "s": raw})
+        return by_id
 
     def check(self, dataset: str, schema: str) -> None:
         if dataset not in self.datasets():
@@ -81,12 +91,11 @@ class ReplayStore:
     def resolve(self, dataset: str, symbols: list[str], stype_in: str, start_ns: int, end_ns: int
                 ) -> tuple[dict[str, list[dict[str, str]]], list[str]]:
         """Mappings of each requested symbol, clipped to the request's days, and the not-found ones."""
-        known = self.symbology(dataset)
+        if stype_in not in ("raw_symbol", "parent", "continuous", "instrument_id"):
+            raise GatewayError(422, f"Invalid `stype_in` '{stype_in}'")
+        known = self.symbology(dataset, stype_in)
         first = datetime.fromtimestamp(start_ns // NS, UTC).date()
         last = datetime.fromtimestamp((end_ns - 1) // NS, UTC).date() + timedelta(days=1)
-        if stype_in == "instrument_id":
-            by_id = {i["s"]: (sym, i) for sym, ivs in known.items() for i in ivs}
-            known = {iid: [{**by_id[iid][1], "s": by_id[iid][0]}] for iid in symbols if iid in by_id}
         if symbols == ["ALL_SYMBOLS"]:
             symbols = sorted(known)
         mappings, not_found = {}, []
@@ -101,16 +110,21 @@ class ReplayStore:
                 not_found.append(symbol)
         return mappings, not_found
 
-    def records(self, dataset: str, schema: str, ids: set[int], start_ns: int, end_ns: int):  # type: ignore[no-untyped-def]
-        """Yield record arrays per day file, filtered to [start, end) on the index timestamp and ids."""
+    def records(self, dataset: str, schema: str, spans: list[tuple[int, int, int]], start_ns: int, end_ns: int
+                ) -> Iterator[np.ndarray]:
+        """Record arrays per day file, filtered to [start, end) on the index timestamp and to the
+        (instrument_id, [start_ns, end_ns)) spans of the request's symbology (a continuous symbol
+        maps to a different contract on different days)."""
         day = datetime.fromtimestamp(start_ns // NS, UTC).date()
-        id_array = np.array(sorted(ids), dtype=np.uint32)
         while day_ns(day) < end_ns:
             path = self.root / dataset / schema / f"{day.isoformat()}.dbn.zst"
             if path.exists():
                 for arr in DBNStore.from_file(path).to_ndarray(count=2_000_000):
                     ts = index_ts(arr)
-                    keep = (ts >= start_ns) & (ts < end_ns) & np.isin(arr["instrument_id"], id_array)
+                    keep = np.zeros(len(arr), dtype=bool)
+                    for iid, span_start, span_end in spans:
+                        keep |= (arr["instrument_id"] == iid) & (ts >= span_start) & (ts < span_end)
+                    keep &= (ts >= start_ns) & (ts < end_ns)
                     if keep.any():
                         yield arr[keep]
             day += timedelta(days=1)
@@ -231,7 +245,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             raise GatewayError(404, f"Unknown endpoint {path}")
 
-    def _request(self, p: dict[str, str]) -> tuple[str, str, set[int], int, int, dict[str, Any], list[str]]:
+    def _request(self, p: dict[str, str]) -> Request:
         dataset, schema = p.get("dataset", ""), p.get("schema", "")
         self.server.store.check(dataset, schema)
         symbols = [s for s in p.get("symbols", "").split(",") if s]
@@ -245,15 +259,16 @@ class Handler(BaseHTTPRequestHandler):
             raise GatewayError(422, "Invalid time range: `end` must be after `start`")
         stype_in = p.get("stype_in", "raw_symbol")
         mappings, not_found = self.server.store.resolve(dataset, symbols, stype_in, start, end)
-        ids = {int(i["s"]) if stype_in != "instrument_id" else int(sym)
-               for sym, ivs in mappings.items() for i in ivs}
+        spans = [(int(sym) if stype_in == "instrument_id" else int(i["s"]),
+                  day_ns(date.fromisoformat(i["d0"])), day_ns(date.fromisoformat(i["d1"])))
+                 for sym, ivs in mappings.items() for i in ivs]
         extra = {"mappings": mappings, "stype_in": stype_in,
                  "stype_out": p.get("stype_out", "instrument_id"), "symbols": symbols}
-        return dataset, schema, ids, start, end, extra, not_found
+        return dataset, schema, spans, start, end, extra, not_found
 
-    def _stream(self, request: tuple[str, str, set[int], int, int, dict[str, Any], list[str]],
+    def _stream(self, request: Request,
                 fault: dict[str, Any] | None) -> None:
-        dataset, schema, ids, start, end, extra, not_found = request
+        dataset, schema, spans, start, end, extra, not_found = request
         meta = metadata(dataset, schema, start, end, extra["symbols"], extra["mappings"], extra["stype_in"],
                         extra["stype_out"], not_found)
         compressor = zstandard.ZstdCompressor(level=1).compressobj()
@@ -266,7 +281,7 @@ class Handler(BaseHTTPRequestHandler):
         if fault and fault["kind"] == "truncate":
             budget = int(fault.get("after_bytes", 200))
         pieces = [compressor.compress(meta)]
-        for arr in self.server.store.records(dataset, schema, ids, start, end):
+        for arr in self.server.store.records(dataset, schema, spans, start, end):
             pieces.append(compressor.compress(arr.tobytes()))
             if sum(map(len, pieces)) >= STREAM_BLOCK:
                 sent += self._chunk(b"".join(pieces), budget, sent, fault)

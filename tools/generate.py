@@ -178,9 +178,31 @@ def index_ts(arr: np.ndarray) -> np.ndarray:
     return arr["ts_recv"] if "ts_recv" in (arr.dtype.names or ()) else arr["ts_event"]
 
 
-def symbology(dataset: str, symbols: list[str], start: date, end: date) -> dict[str, list[dict[str, str]]]:
-    return {s: [{"d0": start.isoformat(), "d1": end.isoformat(), "s": str(instrument_id(dataset, s))}]
-            for s in symbols}
+Symbology = dict[str, dict[str, list[dict[str, str]]]]
+
+
+def symbology(dataset: str, symbols: list[str], start: date, end: date) -> Symbology:
+    """Per stype_in, each symbol's intervals [d0, d1) and instrument id: raw symbols for the whole
+    range; a parent (ES.FUT) for all contracts of a root (ESH4 -> ES); a continuous front contract
+    (ES.c.0) that rolls from each contract to the next at equal shares of the range."""
+    def interval(d0: date, d1: date, symbol: str) -> dict[str, str]:
+        return {"d0": d0.isoformat(), "d1": d1.isoformat(), "s": str(instrument_id(dataset, symbol))}
+
+    days = (end - start).days
+    roots: dict[str, list[str]] = {}
+    for symbol in symbols:
+        roots.setdefault(symbol[:-2], []).append(symbol)
+    continuous: dict[str, list[dict[str, str]]] = {}
+    for root, contracts in roots.items():
+        contracts.sort(key=lambda c: (c[-1], "FGHJKMNQUVXZ".find(c[-2])))
+        bounds = [start + timedelta(days=days * i // len(contracts)) for i in range(len(contracts))] + [end]
+        continuous[f"{root}.c.0"] = [interval(bounds[i], bounds[i + 1], c) for i, c in enumerate(contracts)
+                                     if bounds[i] < bounds[i + 1]]
+    return {
+        "raw_symbol": {s: [interval(start, end, s)] for s in symbols},
+        "parent": {f"{root}.FUT": [interval(start, end, c) for c in cs] for root, cs in roots.items()},
+        "continuous": continuous,
+    }
 
 
 def metadata(dataset: str, schema: str, start_ns: int, end_ns: int, symbols: list[str],
@@ -220,12 +242,13 @@ def generate(out: Path, dataset: str, symbols: list[str], start: date, end: date
             records = np.concatenate(parts)
             records = records[np.argsort(index_ts(records), kind="stable")]
             day_ns = day_start_ns(day)
-            meta = metadata(dataset, schema, day_ns, day_ns + 86400 * NS, symbols, mappings)
+            meta = metadata(dataset, schema, day_ns, day_ns + 86400 * NS, symbols, mappings["raw_symbol"])
             write_dbn(out / dataset / schema / f"{day.isoformat()}.dbn.zst", meta, records)
             total += len(records)
     sym_path = out / dataset / "symbology.json"
     existing = json.loads(sym_path.read_text()) if sym_path.exists() else {}
-    existing.update(mappings)
+    for stype, entries in mappings.items():
+        existing.setdefault(stype, {}).update(entries)
     sym_path.write_text(json.dumps(existing, indent=1))
     return total
 

@@ -18,3 +18,8 @@ class BaseAdapter(ABC):
     def fetch(self, chunk: ChunkSpec, destination: Path) -> int:
         """Write the chunk's raw bytes to `destination` (which must not exist) and return the number
         of records in it; raise TransientError or TerminalError on failure."""
+
+    def raw_symbols(self, chunk: ChunkSpec, raw_file: Path) -> dict[str, list[dict[str, str]]] | None:
+        """For requests whose symbols are not contracts (parent, continuous): each instrument id's
+        raw symbol intervals, {id: [{d0, d1, s}]}; None when the data names contracts already."""
+        return None

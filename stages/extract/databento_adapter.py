@@ -19,6 +19,7 @@ from stages.extract.retry import with_retries
 
 log = logging.getLogger(__name__)
 COUNT_BATCH = 1_000_000
+NON_CONTRACT_STYPES = ("parent", "continuous")
 
 
 class DatabentoAdapter(BaseAdapter):
@@ -56,6 +57,26 @@ class DatabentoAdapter(BaseAdapter):
                         state.attempt_number, exc)
 
         return with_retries(self.retry_policy, attempt, on_retry)
+
+
+    def raw_symbols(self, chunk: ChunkSpec, raw_file: Path) -> dict[str, list[dict[str, str]]] | None:
+        if chunk.stype_in not in NON_CONTRACT_STYPES:
+            return None
+        mappings = databento.DBNStore.from_file(raw_file).metadata.mappings or {}
+        ids = sorted({str(i["symbol"]) for intervals in mappings.values() for i in intervals if i["symbol"]})
+        if not ids:
+            return {}
+
+        def attempt() -> dict[str, list[dict[str, str]]]:
+            try:
+                answer = self.client.symbology.resolve(
+                    dataset=chunk.dataset, symbols=ids, stype_in="instrument_id", stype_out="raw_symbol",
+                    start_date=chunk.start.date(), end_date=chunk.end.date())
+            except Exception as exc:
+                raise classify(exc, self._key.reveal()) from None
+            return {k: [dict(i) for i in v] for k, v in answer.get("result", {}).items()}
+
+        return with_retries(self.retry_policy, attempt)
 
 
 def request_params(chunk: ChunkSpec) -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -58,9 +59,16 @@ def _extract_one(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, chu
         if not locked or (not force and chunk.chunk_id in manifest.latest("extract")):
             return None
         temp = temp_path_for(paths.tmp / f"{chunk.chunk_id}.dbn.zst")
+        sidecar = temp.with_suffix(".json")
         try:
             records = adapter.fetch(chunk, temp)
-            raw = commit_into_lake(paths, temp, "raw", records, lambda sha: paths.raw(chunk, sha))
+            files = []
+            raw_symbols = adapter.raw_symbols(chunk, temp)
+            if raw_symbols is not None:
+                sidecar.write_text(json.dumps(raw_symbols, sort_keys=True))
+                files.append(commit_into_lake(paths, sidecar, "symbology", len(raw_symbols),
+                                              lambda sha: paths.raw(chunk, sha, ".symbology.json")))
+            files.insert(0, commit_into_lake(paths, temp, "raw", records, lambda sha: paths.raw(chunk, sha)))
         except HistError as exc:
             reason = str(exc)
             manifest.record("extract", chunk, error=reason)
@@ -68,6 +76,7 @@ def _extract_one(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, chu
             return reason
         finally:
             temp.unlink(missing_ok=True)
-        event = manifest.record("extract", chunk, files=[raw], records={"records": records})
-        log.info("extracted chunk %s: %d records, %d bytes", chunk.chunk_id, records, raw.bytes)
+            sidecar.unlink(missing_ok=True)
+        event = manifest.record("extract", chunk, files=files, records={"records": records})
+        log.info("extracted chunk %s: %d records, %d bytes", chunk.chunk_id, records, files[0].bytes)
         return event

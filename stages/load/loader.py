@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pgpq
 import psycopg
@@ -25,6 +25,7 @@ from lake.paths import LakePaths
 from schemas.mappings import MappingConfig, RecordKind
 
 log = logging.getLogger(__name__)
+TIME_MARGIN = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class TimescaleLoader:
         self.conn.execute(
             sql.SQL("DELETE FROM {table} WHERE load_id = %s AND {time} >= %s AND {time} < %s").format(
                 table=sql.Identifier(kind.table), time=sql.Identifier(kind.time_column)),
-            (load_id, event.chunk.start, event.chunk.end),
+            (load_id, *_with_margin(event)),
         )
 
     def _copy(self, kind: RecordKind, event: ManifestEvent, load_id: int, dedupe: bool) -> int:
@@ -133,10 +134,12 @@ class TimescaleLoader:
         return rows
 
     def _insert_new_from_staging(self, kind: RecordKind, names: list[str], event: ManifestEvent) -> int:
-        identity = [*kind.identity, "dup_ordinal"]
-        match = sql.SQL(" AND ").join(
-            sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(c)) for c in identity
-        )
+        # equality on the indexed columns finds candidates; IS NOT DISTINCT FROM compares the rest,
+        # NULLs included
+        indexed = [sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(c)) for c in ("instrument_id", kind.time_column)]
+        match = sql.SQL(" AND ").join([*indexed, *(
+            sql.SQL("t.{c} IS NOT DISTINCT FROM s.{c}").format(c=sql.Identifier(c))
+            for c in (*kind.identity, "dup_ordinal"))])
         cur = self.conn.execute(
             sql.SQL(
                 "INSERT INTO {table} ({cols}) SELECT {cols} FROM hist_staging s WHERE NOT EXISTS"
@@ -147,6 +150,12 @@ class TimescaleLoader:
                 match=match,
                 time=sql.Identifier(kind.time_column),
             ),
-            (event.chunk.start - timedelta(days=1), event.chunk.end + timedelta(days=1)),
+            _with_margin(event),
         )
         return cur.rowcount
+
+
+def _with_margin(event: ManifestEvent) -> tuple[datetime, datetime]:
+    """The chunk's window widened by a day: requests filter on the index time (ts_recv for most
+    schemas), while tables are partitioned on ts_event, which may fall just before the window."""
+    return event.chunk.start - TIME_MARGIN, event.chunk.end + TIME_MARGIN

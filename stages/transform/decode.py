@@ -2,23 +2,26 @@
 
 `to_ndarray(count=N)` hands out zero-copy numpy views of N records in the file's own DBN version
 layout; each field becomes one Arrow column. Fixed-width byte fields are passed on as raw codes
-(uint8) or binary and decoded to text in SQL, which is far faster than per-record Python."""
+(uint8) or binary and decoded to text in SQL, far faster than per-record Python. Records whose
+layout changed between DBN versions (definitions, statistics in v1/v2 files) are upgraded to the v3
+layout first, so every version lands in the same columns."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 from databento import DBNStore
+from databento.common.constants import SCHEMA_STRUCT_MAP
 
 SKIPPED_FIELDS = {"length", "_reserved"}
-SYMBOLOGY_SCHEMA = pa.schema(
-    [("instrument_id", pa.int64()), ("start_ns", pa.int64()), ("end_ns", pa.int64()),
-     ("symbol", pa.string())]
-)
+SYMBOLOGY_SCHEMA = pa.schema([("instrument_id", pa.int64()), ("start_ns", pa.int64()), ("end_ns", pa.int64()),
+                              ("symbol", pa.string()), ("raw_symbol", pa.string())])
+RawSymbols = Mapping[int, list[tuple[int, int, str]]]
 
 
 def open_store(path: Path) -> DBNStore:
@@ -29,17 +32,23 @@ def iter_batches(store: DBNStore, batch_records: int) -> Iterator[pa.RecordBatch
     """Yield the file's records as Arrow batches of at most `batch_records` rows, with `rec_seq`,
     each record's position in the file."""
     offset = 0
-    for array in store.to_ndarray(count=batch_records):
+    for array in _arrays(store, batch_records):
         if len(array) == 0:
             continue
-        columns: dict[str, pa.Array] = {}
-        for name in array.dtype.names or ():
-            if name in SKIPPED_FIELDS:
-                continue
-            columns[name] = _column(array[name])
+        columns = {name: _column(array[name]) for name in array.dtype.names or () if name not in SKIPPED_FIELDS}
         columns["rec_seq"] = pa.array(np.arange(offset, offset + len(array), dtype=np.int64))
         offset += len(array)
         yield pa.RecordBatch.from_pydict(columns)
+
+
+def _arrays(store: DBNStore, batch_records: int) -> Iterator[np.ndarray]:
+    current = np.dtype(SCHEMA_STRUCT_MAP[store.schema]._dtypes)
+    if store.metadata.version >= 3 or np.dtype(store._schema_struct_map[store.schema]._dtypes) == current:
+        yield from store.to_ndarray(count=batch_records)
+        return
+    records = iter(store)  # iteration upgrades every record to the current (v3) layout
+    while batch := list(islice(records, batch_records)):
+        yield np.frombuffer(b"".join(bytes(r) for r in batch), dtype=current)
 
 
 def _column(values: np.ndarray) -> pa.Array:
@@ -50,28 +59,37 @@ def _column(values: np.ndarray) -> pa.Array:
     return pa.array(np.ascontiguousarray(values))
 
 
-def symbology_table(store: DBNStore) -> pa.Table:
-    """(instrument_id, [start_ns, end_ns), symbol) for every mapping interval in the metadata, where
-    `symbol` is the non-instrument-id side of the mapping (the symbol the user asked for, or the raw
-    symbol when the request was by instrument id)."""
+def symbology_table(store: DBNStore, raw_symbols: RawSymbols | None = None) -> pa.Table:
+    """(instrument_id, [start_ns, end_ns), symbol, raw_symbol) per mapping interval in the metadata.
+
+    `symbol` is what the user asked for (ESH4, ES.FUT, ES.c.0, or the raw symbol of a request by
+    instrument id); `raw_symbol` is the contract's own symbol: the same as `symbol` for raw-symbol
+    requests, otherwise looked up in `raw_symbols` (instrument_id -> [(start_ns, end_ns, raw)])."""
     metadata = store.metadata
-    by_instrument_id = str(metadata.stype_in) in ("instrument_id", "SType.INSTRUMENT_ID")
-    rows: list[tuple[int, int, int, str]] = []
+    stype_in = str(metadata.stype_in)
+    rows: list[dict[str, object]] = []
     for in_symbol, intervals in (metadata.mappings or {}).items():
         for interval in intervals:
             out_symbol = str(interval["symbol"])
             if not out_symbol:
                 continue
-            instrument_id, symbol = (
-                (int(in_symbol), out_symbol) if by_instrument_id else (int(out_symbol), in_symbol)
-            )
-            rows.append((instrument_id, _day_ns(interval["start_date"]), _day_ns(interval["end_date"]),
-                         symbol))
-    return pa.Table.from_pylist(
-        [dict(zip(SYMBOLOGY_SCHEMA.names, row, strict=True)) for row in rows], schema=SYMBOLOGY_SCHEMA
-    )
+            start, end = day_ns(interval["start_date"]), day_ns(interval["end_date"])
+            if stype_in == "instrument_id":
+                rows.append(_row(int(in_symbol), start, end, out_symbol, out_symbol))
+            elif stype_in == "raw_symbol":
+                rows.append(_row(int(out_symbol), start, end, in_symbol, in_symbol))
+            else:
+                iid = int(out_symbol)
+                pieces = [(max(s, start), min(e, end), raw) for s, e, raw in (raw_symbols or {}).get(iid, [])
+                          if s < end and e > start] or [(start, end, None)]
+                rows.extend(_row(iid, s, e, in_symbol, raw) for s, e, raw in pieces)
+    return pa.Table.from_pylist(rows, schema=SYMBOLOGY_SCHEMA)
 
 
-def _day_ns(day: date | str) -> int:
+def _row(iid: int, start: int, end: int, symbol: str, raw: str | None) -> dict[str, object]:
+    return {"instrument_id": iid, "start_ns": start, "end_ns": end, "symbol": symbol, "raw_symbol": raw}
+
+
+def day_ns(day: date | str) -> int:
     parsed = day if isinstance(day, date) else date.fromisoformat(day)
     return int(datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC).timestamp()) * 1_000_000_000

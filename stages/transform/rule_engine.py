@@ -1,29 +1,42 @@
 """RuleEngine: compiles the YAML mapping and validation rules into DuckDB SQL.
 
-Nothing here knows a schema by name: a new column, conversion target or rule is a YAML change."""
+Nothing here knows a schema by name: a new column, conversion, rule or derived bar size is a YAML
+change. The SQL runs over two relations the transform registers: `src` (the DBN records, one column
+per field, plus `rec_seq`, the record's position in the file) and `sym` (the response's symbology:
+instrument_id, [start_ns, end_ns), symbol, raw_symbol)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from schemas.mappings import ColumnMapping, MappingConfig, Rule
+import numpy as np
+import pyarrow as pa
+
+from schemas.mappings import ColumnMapping, MappingConfig, ParamValue, RecordKind, Rule, Rules
 
 UNDEF_PRICE = 9223372036854775807
 UNDEF_STAT_QUANTITY = 9223372036854775807
 UNDEF_TIMESTAMP = 18446744073709551615
+AGGREGATES = {"first": "arg_min({c}, ts_event_ns)", "last": "arg_max({c}, ts_event_ns)", "min": "min({c})",
+              "max": "max({c})", "sum": "CAST(sum({c}) AS BIGINT)"}
 
 
-def sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def sql_literal(value: ParamValue) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(sql_literal(v) for v in value) + "]"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
 
 
-def _source(name: str) -> str:
-    return f'src."{name}"'
+def quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
-def conversion_sql(column: ColumnMapping, dataset: str, interval: str | None) -> str:
-    """The DuckDB expression producing one standardized column from the `src` relation."""
-    field = _source(column.source) if column.source else ""
+def conversion_sql(column: ColumnMapping, dataset: str, interval: str | None, source_type: pa.DataType | None) -> str:
+    """The DuckDB expression producing one standardized column from `src` and `sym`."""
+    field = f"src.{quoted(column.source)}" if column.source else ""
     match column.as_:
         case "price":
             return (f"CASE WHEN {field} = {UNDEF_PRICE} THEN NULL ELSE CAST(CAST({field} AS DECIMAL(19,0))"
@@ -35,12 +48,12 @@ def conversion_sql(column: ColumnMapping, dataset: str, interval: str | None) ->
                     f"CAST(make_timestamp(CAST({field} // 1000 AS BIGINT)) AS TIMESTAMPTZ) END")
         case "nanos":
             return f"CASE WHEN {field} = {UNDEF_TIMESTAMP} THEN NULL ELSE CAST({field} AS BIGINT) END"
-        case "int16":
-            return f"CAST({field} AS SMALLINT)"
-        case "int32":
-            return f"CAST({field} AS INTEGER)"
-        case "int64":
-            return f"CAST({field} AS BIGINT)"
+        case "int16" | "int32" | "int64":
+            target = {"int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT"}[column.as_]
+            cast = f"CAST({field} AS {target})"
+            if column.null_if_max and source_type is not None and pa.types.is_integer(source_type):
+                return f"CASE WHEN {field} = {np.iinfo(source_type.to_pandas_dtype()).max} THEN NULL ELSE {cast} END"
+            return cast
         case "char":
             return f"CASE WHEN {field} = 0 THEN NULL ELSE chr(CAST({field} AS INTEGER)) END"
         case "text":
@@ -51,64 +64,90 @@ def conversion_sql(column: ColumnMapping, dataset: str, interval: str | None) ->
             return "NULL" if interval is None else sql_literal(interval)
         case "symbol":
             return "sym.symbol"
+        case "raw_symbol":
+            return "sym.raw_symbol"
     raise AssertionError(column.as_)
 
 
 @dataclass(frozen=True)
 class CompiledTransform:
-    """The SQL for one chunk: `mapped` builds standardized rows from `src` and `sym`; `checked`
-    adds the failed rule names; the two selects split it into the output partitions."""
+    """The SQL for one chunk: `mapped` builds standardized rows; `checked` adds the names of the
+    failed rules; `standardized`, `quarantine` and `warnings` read `checked`."""
 
     mapped: str
     checked: str
     standardized: str
     quarantine: str
     warnings: str
-    columns: tuple[str, ...]
 
 
 class RuleEngine:
-    def __init__(self, mapping: MappingConfig, rules: dict[str, list[Rule]]) -> None:
+    def __init__(self, mapping: MappingConfig, rules: Rules) -> None:
         self.mapping = mapping
         self.rules = rules
 
-    def compile(self, schema: str, dataset: str, start_ns: int, end_ns: int) -> CompiledTransform:
+    def compile(self, schema: str, dataset: str, start_ns: int, end_ns: int,
+                source_types: Mapping[str, pa.DataType] | None = None) -> CompiledTransform:
         schema_mapping = self.mapping.schema_mapping(schema)
         kind = self.mapping.record_kinds[schema_mapping.record]
-        columns = tuple(kind.columns)
+        types = source_types or {}
         select = ",\n  ".join(
-            f'{conversion_sql(col, dataset, schema_mapping.interval)} AS "{name}"'
+            f"{conversion_sql(col, dataset, schema_mapping.interval, types.get(col.source or ''))} AS {quoted(name)}"
             for name, col in kind.columns.items()
         )
-        identity = ", ".join(f'"{c}"' for c in kind.identity)
+        identity = ", ".join(quoted(c) for c in kind.identity)
+        index_ts = f"src.{quoted(kind.index_ts)}"
+        where = f"WHERE {kind.keep_if}" if kind.keep_if else ""
         mapped = (
             f"SELECT *, CAST(row_number() OVER (PARTITION BY {identity} ORDER BY rec_seq) - 1 AS INTEGER)"
             f" AS dup_ordinal FROM (\n SELECT {select},\n  src.rec_seq AS rec_seq\n FROM src LEFT JOIN sym"
-            f" ON sym.instrument_id = src.instrument_id AND {_source(kind.index_ts)} >= sym.start_ns"
-            f" AND {_source(kind.index_ts)} < sym.end_ns\n"
-            f" QUALIFY row_number() OVER (PARTITION BY src.rec_seq ORDER BY sym.symbol) = 1)"
+            f" ON sym.instrument_id = src.instrument_id AND {index_ts} >= sym.start_ns AND {index_ts} < sym.end_ns\n"
+            f" {where}\n QUALIFY row_number() OVER (PARTITION BY src.rec_seq ORDER BY sym.symbol) = 1)"
         )
-        rules = self.rules.get(schema_mapping.record, [])
-        failed_quarantine = self._failed_list(rules, "quarantine", start_ns, end_ns)
-        failed_warn = self._failed_list(rules, "warn", start_ns, end_ns)
-        checked = f"SELECT *, {failed_quarantine} AS failed_rules, {failed_warn} AS warned_rules FROM mapped"
-        out = ", ".join(f'"{c}"' for c in (*columns, "dup_ordinal"))
-        order = f'"{kind.time_column}", rec_seq'
+        rules = self.rules.by_kind.get(schema_mapping.record, [])
+        checked = (f"SELECT *, {self._failed(rules, 'quarantine', start_ns, end_ns)} AS failed_rules,"
+                   f" {self._failed(rules, 'warn', start_ns, end_ns)} AS warned_rules FROM mapped")
+        out = ", ".join(quoted(c) for c in (*kind.columns, "dup_ordinal"))
+        order = f"{quoted(kind.time_column)}, rec_seq"
+        good = f"SELECT {out}, rec_seq FROM checked WHERE len(failed_rules) = 0"
+        standardized = (self._resampled(kind, good, schema_mapping.resample_seconds)
+                        if schema_mapping.resample_seconds else f"SELECT {out} FROM ({good}) ORDER BY {order}")
         return CompiledTransform(
             mapped=mapped,
             checked=checked,
-            standardized=f"SELECT {out} FROM checked WHERE len(failed_rules) = 0 ORDER BY {order}",
+            standardized=standardized,
             quarantine=(f"SELECT {out}, failed_rules[1] AS rule, failed_rules, rec_seq FROM checked"
                         f" WHERE len(failed_rules) > 0 ORDER BY {order}"),
             warnings=("SELECT rule, count(*) AS n FROM (SELECT unnest(warned_rules) AS rule FROM checked)"
                       " GROUP BY rule ORDER BY rule"),
-            columns=columns,
         )
 
     @staticmethod
-    def _failed_list(rules: list[Rule], severity: str, start_ns: int, end_ns: int) -> str:
+    def _resampled(kind: RecordKind, good: str, seconds: int) -> str:
+        """Clock-aligned buckets of `seconds`: the record kind's `resample` aggregates for the value
+        columns, the bucket start for the time columns, every other column a group key. Empty
+        buckets produce no bar."""
+        bucket_ns = seconds * 1_000_000_000
+        select, keys = [], []
+        for name in (*kind.columns, "dup_ordinal"):
+            if name == "ts_event_ns":
+                select.append("bucket AS ts_event_ns")
+            elif name == "ts_event":
+                select.append("CAST(make_timestamp(bucket // 1000) AS TIMESTAMPTZ) AS ts_event")
+            elif name == "dup_ordinal":
+                select.append("0 AS dup_ordinal")
+            elif name in kind.resample:
+                select.append(f"{AGGREGATES[kind.resample[name]].format(c=quoted(name))} AS {quoted(name)}")
+            else:
+                select.append(quoted(name))
+                keys.append(quoted(name))
+        return (f"SELECT {', '.join(select)} FROM (SELECT *, ts_event_ns - ts_event_ns % {bucket_ns} AS bucket"
+                f" FROM ({good})) GROUP BY bucket, {', '.join(keys)} ORDER BY ts_event_ns, instrument_id")
+
+    def _failed(self, rules: list[Rule], severity: str, start_ns: int, end_ns: int) -> str:
+        params = {name: sql_literal(value) for name, value in self.rules.params.items()}
         items = [
-            f"CASE WHEN coalesce(({r.check.format(start_ns=start_ns, end_ns=end_ns)}), false) THEN NULL"
+            f"CASE WHEN coalesce(({r.check.format(start_ns=start_ns, end_ns=end_ns, **params)}), false) THEN NULL"
             f" ELSE {sql_literal(r.name)} END"
             for r in rules if r.severity == severity
         ]

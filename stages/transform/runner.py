@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+from databento import DBNStore
 
 from lake.commit import commit_into_lake
 from lake.errors import ChunkFailed
@@ -14,8 +17,8 @@ from lake.formats import FileRef, ManifestEvent
 from lake.locks import try_lock
 from lake.manifest import Manifest
 from lake.paths import LakePaths
-from schemas.mappings import MappingConfig, Rule
-from stages.transform.decode import iter_batches, open_store, symbology_table
+from schemas.mappings import MappingConfig, Rules
+from stages.transform.decode import RawSymbols, day_ns, iter_batches, open_store, symbology_table
 from stages.transform.rule_engine import RuleEngine
 
 log = logging.getLogger(__name__)
@@ -25,7 +28,7 @@ log = logging.getLogger(__name__)
 class TransformSettings:
     paths: LakePaths
     mapping: MappingConfig
-    rules: dict[str, list[Rule]]
+    rules: Rules
     rules_version: str
     batch_records: int = 1_000_000
     duckdb_memory_limit: str = "768MB"
@@ -99,9 +102,6 @@ def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted:
     if not raw_path.exists():
         raise ChunkFailed(chunk.chunk_id, "transform", f"raw file {raw.path} is missing from the lake")
     kind = settings.mapping.kind_for(chunk.schema_)
-    compiled = RuleEngine(settings.mapping, settings.rules).compile(
-        chunk.schema_, chunk.dataset, chunk.start_ns, chunk.end_ns
-    )
     settings.paths.tmp.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(config={"memory_limit": settings.duckdb_memory_limit,
                                  "threads": settings.duckdb_threads,
@@ -111,15 +111,18 @@ def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted:
     try:
         try:
             store = open_store(raw_path)
-            records_in = _load_source(con, store, settings.batch_records)
-            con.register("sym", symbology_table(store))
+            records_in, source_types = _load_source(con, store, settings.batch_records)
+            con.register("sym", symbology_table(store, _raw_symbols(settings.paths, extracted)))
         except Exception as exc:  # a corrupt or truncated file fails this chunk only
             raise ChunkFailed(chunk.chunk_id, "transform",
                               f"cannot decode {raw.path}: {type(exc).__name__}: {exc}") from exc
         files: list[FileRef] = []
         counts = {"in": records_in, "standardized": 0, "quarantined": 0}
         if records_in:
+            compiled = RuleEngine(settings.mapping, settings.rules).compile(
+                chunk.schema_, chunk.dataset, chunk.start_ns, chunk.end_ns, source_types)
             con.execute(f"CREATE TEMP TABLE mapped AS {compiled.mapped}")
+            counts["filtered"] = records_in - con.execute("SELECT count(*) FROM mapped").fetchone()[0]  # type: ignore[index]
             con.execute(f"CREATE TEMP TABLE checked AS {compiled.checked}")
             for role, query in (("standardized", compiled.standardized), ("quarantine", compiled.quarantine)):
                 count = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]  # type: ignore[index]
@@ -148,14 +151,28 @@ def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted:
             temp.unlink(missing_ok=True)
 
 
-def _load_source(con: duckdb.DuckDBPyConnection, store: object, batch_records: int) -> int:
+def _load_source(con: duckdb.DuckDBPyConnection, store: DBNStore, batch_records: int
+                 ) -> tuple[int, dict[str, pa.DataType]]:
+    """Copy the file's records into the `src` table batch by batch; returns the count and the
+    source field types."""
     total = 0
-    for batch in iter_batches(store, batch_records):  # type: ignore[arg-type]
+    types: dict[str, pa.DataType] = {}
+    for batch in iter_batches(store, batch_records):
         con.register("batch", batch)
         if total == 0:
             con.execute("CREATE TEMP TABLE src AS SELECT * FROM batch")
+            types = {field.name: field.type for field in batch.schema}
         else:
             con.execute("INSERT INTO src SELECT * FROM batch")
         con.unregister("batch")
         total += batch.num_rows
-    return total
+    return total, types
+
+
+def _raw_symbols(paths: LakePaths, extracted: ManifestEvent) -> RawSymbols | None:
+    sidecar = extracted.file("symbology")
+    if sidecar is None:
+        return None
+    answer = json.loads(paths.absolute(sidecar.path).read_text())
+    return {int(iid): [(day_ns(i["d0"]), day_ns(i["d1"]), i["s"]) for i in intervals]
+            for iid, intervals in answer.items()}

@@ -81,7 +81,7 @@ def test_ingest_given_bar_with_high_below_low_quarantines_it(hist: HistRunner, g
     bars["high"][3], bars["low"][3] = bars["low"][3], bars["high"][3] + 10**9
     mappings = {"ESH4": [{"d0": "2024-01-02", "d1": "2024-01-03", "s": str(instrument_id(DATASET, "ESH4"))}]}
     write_dbn(day, metadata("XTST.BAD", "ohlcv-1m", 0, 0, ["ESH4"], mappings), bars)
-    (gateway.data / "XTST.BAD" / "symbology.json").write_text(json.dumps(mappings))
+    (gateway.data / "XTST.BAD" / "symbology.json").write_text(json.dumps({"raw_symbol": mappings}))
 
     result = hist("ingest", "--dataset", "XTST.BAD", "--schema", "ohlcv-1m", "--symbols", "ESH4",
                   "--start-date", "2024-01-02", "--end-date", "2024-01-03")
