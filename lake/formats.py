@@ -43,13 +43,15 @@ class ChunkSpec(BaseModel):
 
     @property
     def chunk_id(self) -> str:
-        identity = json.dumps(
-            [self.dataset, self.schema_, self.source_schema, self.stype_in, sorted(self.symbols),
-             self.start.isoformat(), self.end.isoformat()],
-            separators=(",", ":"),
-        )
-        digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+        digest = _digest([self.schema_, self.source_key])
         return f"{self.schema_}-{self.start:%Y%m%d}-{self.end:%Y%m%d}-{digest}"
+
+    @property
+    def source_key(self) -> str:
+        """What is requested from the vendor: chunks of ohlcv-1m and ohlcv-5m over the same symbols
+        and window share it, so the bytes are bought once."""
+        return _digest([self.dataset, self.source_schema, self.stype_in, sorted(self.symbols),
+                        self.start.isoformat(), self.end.isoformat()])
 
     @property
     def start_ns(self) -> int:
@@ -58,6 +60,10 @@ class ChunkSpec(BaseModel):
     @property
     def end_ns(self) -> int:
         return _to_ns(self.end)
+
+
+def _digest(parts: list[object]) -> str:
+    return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()[:12]
 
 
 def _to_ns(moment: datetime) -> int:

@@ -19,6 +19,7 @@ from rich.console import Console
 from lake.errors import ConfigError, HistError
 from schemas.config import JobConfig, describe_validation_error, load_config
 from schemas.secrets import mask_dsn
+from stages.extract.runner import ExtractReport
 from stages.lake_status import lake_status_table
 from stages.load.runner import LoadReport
 from stages.orchestrator import PipelineOrchestrator, database_url
@@ -121,14 +122,10 @@ def ingest(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt =
     orch = _orchestrator(config)
     chosen = _job(orch, job, api, dataset, schema, symbols, stype_in, start_date, end_date, chunk_days)
     extracted, transformed, loaded = orch.ingest(chosen, force=force)
-    out.print(f"extract: {len(extracted.extracted)} chunks ({extracted.records:,} records, "
-              f"{extracted.bytes:,} bytes), {len(extracted.skipped)} already in the lake, "
-              f"{len(extracted.failed)} failed")
+    _print_extract(extracted)
     _print_transform(transformed)
     _print_load(loaded)
     if extracted.failed or transformed.failed or loaded.failed:
-        for chunk_id, reason in {**extracted.failed, **transformed.failed, **loaded.failed}.items():
-            typer.echo(f"error: chunk {chunk_id}: {reason}", err=True)
         raise typer.Exit(1)
 
 
@@ -145,10 +142,7 @@ def stage_extract(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: A
     orch = _orchestrator(config)
     chosen = _job(orch, job, api, dataset, schema, symbols, stype_in, start_date, end_date, chunk_days)
     report = orch.extract(chosen, force=force)
-    out.print(f"extract: {len(report.extracted)} chunks ({report.records:,} records, {report.bytes:,} bytes),"
-              f" {len(report.skipped)} already in the lake, {len(report.failed)} failed")
-    for chunk_id, reason in report.failed.items():
-        typer.echo(f"error: chunk {chunk_id}: {reason}", err=True)
+    _print_extract(report)
     if report.failed:
         raise typer.Exit(1)
 
@@ -177,6 +171,14 @@ def stage_load(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     _print_load(report)
     if report.failed:
         raise typer.Exit(1)
+
+
+def _print_extract(r: ExtractReport) -> None:
+    reused = f", {len(r.reused)} reusing bytes already bought" if r.reused else ""
+    out.print(f"extract: {len(r.extracted)} chunks ({r.records:,} records, {r.bytes:,} bytes), "
+              f"{len(r.skipped)} already in the lake{reused}, {len(r.failed)} failed")
+    for chunk_id, reason in r.failed.items():
+        typer.echo(f"error: chunk {chunk_id}: {reason}", err=True)
 
 
 def _print_transform(r: TransformReport) -> None:

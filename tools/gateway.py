@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import databento_dbn as dbn
 import numpy as np
 import zstandard
 from databento import DBNStore
@@ -81,6 +82,11 @@ class ReplayStore:
             for i in intervals:
                 by_id.setdefault(i["s"], []).append({**i, "s": raw})
         return by_id
+
+    def version(self, dataset: str, schema: str) -> int:
+        """The DBN version of the stored files: the stream keeps their record layout."""
+        first = next(iter(sorted((self.root / dataset / schema).glob("*.dbn.zst"))), None)
+        return DBNStore.from_file(first).metadata.version if first else dbn.DBN_VERSION
 
     def check(self, dataset: str, schema: str) -> None:
         if dataset not in self.datasets():
@@ -270,7 +276,7 @@ class Handler(BaseHTTPRequestHandler):
                 fault: dict[str, Any] | None) -> None:
         dataset, schema, spans, start, end, extra, not_found = request
         meta = metadata(dataset, schema, start, end, extra["symbols"], extra["mappings"], extra["stype_in"],
-                        extra["stype_out"], not_found)
+                        extra["stype_out"], not_found, self.server.store.version(dataset, schema))
         compressor = zstandard.ZstdCompressor(level=1).compressobj()
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")

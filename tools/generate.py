@@ -45,8 +45,16 @@ def day_start_ns(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * NS
 
 
-def empty(schema: str, n: int) -> np.ndarray:
-    record = RECORDS[schema]
+def record_class(schema: str, version: int = dbn.DBN_VERSION) -> type:
+    """The record class of `schema` in DBN `version` (layouts of definitions and statistics differ)."""
+    latest = RECORDS[schema]
+    if version >= dbn.DBN_VERSION:
+        return latest
+    return getattr(getattr(dbn, f"v{version}"), latest.__name__, latest)
+
+
+def empty(schema: str, n: int, version: int = dbn.DBN_VERSION) -> np.ndarray:
+    record = record_class(schema, version)
     arr = np.zeros(n, dtype=record._dtypes)
     arr["length"] = record.size_hint // 4
     arr["rtype"] = OHLCV_RTYPES[schema][0] if schema in OHLCV_RTYPES else RTYPE[schema]
@@ -106,9 +114,10 @@ def trade_like(rng: np.random.Generator, schema: str, iid: int, symbol: str, day
 STAT_TYPES = (1, 3, 4, 5, 6, 9)  # opening, settlement, session low/high, cleared volume, open interest
 
 
-def statistics(rng: np.random.Generator, iid: int, symbol: str, day: date) -> np.ndarray:
+def statistics(rng: np.random.Generator, iid: int, symbol: str, day: date, version: int) -> np.ndarray:
     n = len(STAT_TYPES)
-    arr = empty("statistics", n)
+    arr = empty("statistics", n, version)
+    undef_quantity = np.iinfo(arr.dtype["quantity"]).max  # UNDEF_STAT_QUANTITY of this version
     start = day_start_ns(day)
     arr["instrument_id"] = iid
     arr["ts_recv"] = start + np.arange(1, n + 1, dtype=np.uint64) * 3600 * NS
@@ -119,15 +128,15 @@ def statistics(rng: np.random.Generator, iid: int, symbol: str, day: date) -> np
     price = base_price(symbol) + rng.integers(-20, 20, size=n) * TICK
     is_quantity = np.isin(arr["stat_type"], (6, 9))
     arr["price"] = np.where(is_quantity, dbn.UNDEF_PRICE, price)
-    arr["quantity"] = np.where(is_quantity, rng.integers(1_000, 500_000, size=n), dbn.UNDEF_STAT_QUANTITY)
+    arr["quantity"] = np.where(is_quantity, rng.integers(1_000, 500_000, size=n), undef_quantity)
     arr["ts_ref"] = np.where(np.isin(arr["stat_type"], (3, 6, 9)), start, dbn.UNDEF_TIMESTAMP)
     arr["stat_flags"] = 0
     return arr
 
 
-def definition(iid: int, symbol: str, day: date) -> np.ndarray:
-    arr = empty("definition", 1)
-    record = arr[0]
+def definition(iid: int, symbol: str, day: date, version: int) -> np.ndarray:
+    arr = empty("definition", 1, version)
+    record = _Settable(arr[0])
     start = day_start_ns(day)
     record["instrument_id"] = iid
     record["ts_recv"] = start + 60 * NS
@@ -162,16 +171,27 @@ def definition(iid: int, symbol: str, day: date) -> np.ndarray:
     return arr
 
 
+class _Settable:
+    """Sets the fields a record layout has and skips those an older DBN version lacks."""
+
+    def __init__(self, record: np.void) -> None:
+        self.record = record
+
+    def __setitem__(self, name: str, value: object) -> None:
+        if name in (self.record.dtype.names or ()):
+            self.record[name] = value
+
+
 def day_records(rng: np.random.Generator, schema: str, dataset: str, symbol: str, day: date,
-                trades_per_day: int) -> np.ndarray:
+                trades_per_day: int, version: int = dbn.DBN_VERSION) -> np.ndarray:
     iid = instrument_id(dataset, symbol)
     if schema in OHLCV_RTYPES:
         return ohlcv(rng, schema, iid, symbol, day)
     if schema in ("trades", "tbbo"):
         return trade_like(rng, schema, iid, symbol, day, trades_per_day)
     if schema == "statistics":
-        return statistics(rng, iid, symbol, day)
-    return definition(iid, symbol, day)
+        return statistics(rng, iid, symbol, day, version)
+    return definition(iid, symbol, day, version)
 
 
 def index_ts(arr: np.ndarray) -> np.ndarray:
@@ -207,7 +227,8 @@ def symbology(dataset: str, symbols: list[str], start: date, end: date) -> Symbo
 
 def metadata(dataset: str, schema: str, start_ns: int, end_ns: int, symbols: list[str],
              mappings: dict[str, list[dict[str, str]]], stype_in: str = "raw_symbol",
-             stype_out: str = "instrument_id", not_found: list[str] | None = None) -> bytes:
+             stype_out: str = "instrument_id", not_found: list[str] | None = None,
+             version: int = dbn.DBN_VERSION) -> bytes:
     """Encoded DBN metadata whose mappings carry the symbology of `symbols`."""
     objects = [
         SimpleNamespace(raw_symbol=symbol, intervals=[
@@ -218,7 +239,7 @@ def metadata(dataset: str, schema: str, start_ns: int, end_ns: int, symbols: lis
     return bytes(dbn.Metadata(
         dataset=dataset, start=start_ns, end=end_ns, stype_in=dbn.SType(stype_in),
         stype_out=dbn.SType(stype_out), schema=dbn.Schema(schema), symbols=symbols, partial=[],
-        not_found=not_found or [], mappings=objects,
+        not_found=not_found or [], mappings=objects, version=version,
     ).encode())
 
 
@@ -230,7 +251,7 @@ def write_dbn(path: Path, meta: bytes, records: np.ndarray) -> None:
 
 
 def generate(out: Path, dataset: str, symbols: list[str], start: date, end: date, schemas: list[str],
-             seed: int, trades_per_day: int) -> int:
+             seed: int, trades_per_day: int, version: int = dbn.DBN_VERSION) -> int:
     """Write every (schema, day) file and the symbology; returns the number of records written."""
     total = 0
     days = [start + timedelta(days=i) for i in range((end - start).days)]
@@ -238,11 +259,12 @@ def generate(out: Path, dataset: str, symbols: list[str], start: date, end: date
     for schema in schemas:
         for day in days:
             rng = np.random.default_rng([seed, zlib.crc32(f"{schema}/{day}".encode())])
-            parts = [day_records(rng, schema, dataset, s, day, trades_per_day) for s in symbols]
+            parts = [day_records(rng, schema, dataset, s, day, trades_per_day, version) for s in symbols]
             records = np.concatenate(parts)
             records = records[np.argsort(index_ts(records), kind="stable")]
             day_ns = day_start_ns(day)
-            meta = metadata(dataset, schema, day_ns, day_ns + 86400 * NS, symbols, mappings["raw_symbol"])
+            meta = metadata(dataset, schema, day_ns, day_ns + 86400 * NS, symbols, mappings["raw_symbol"],
+                            version=version)
             write_dbn(out / dataset / schema / f"{day.isoformat()}.dbn.zst", meta, records)
             total += len(records)
     sym_path = out / dataset / "symbology.json"
@@ -263,13 +285,14 @@ def main() -> None:
     parser.add_argument("--schemas", default=",".join(ALL_SCHEMAS))
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--trades-per-day", type=int, default=20_000, help="per symbol")
+    parser.add_argument("--dbn-version", type=int, choices=(1, 2, 3), default=dbn.DBN_VERSION)
     args = parser.parse_args()
     schemas = [s for s in args.schemas.split(",") if s]
     unknown = set(schemas) - set(ALL_SCHEMAS)
     if unknown:
         parser.error(f"unknown schemas: {', '.join(sorted(unknown))}")
     n = generate(args.out, args.dataset, args.symbols.split(","), args.start, args.end, schemas, args.seed,
-                 args.trades_per_day)
+                 args.trades_per_day, args.dbn_version)
     print(f"generated {n:,} records in {args.out}")
 
 

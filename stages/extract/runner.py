@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 class ExtractReport:
     extracted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     records: int = 0
     bytes: int = 0
@@ -36,6 +37,8 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
     committed = manifest.latest("extract")
     todo = [c for c in chunks if force or c.chunk_id not in committed]
     report = ExtractReport(skipped=[c.chunk_id for c in chunks if c not in todo])
+    if not force:
+        todo = [c for c in todo if not _reuse_same_request(manifest, committed, c, report)]
     with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="extract") as pool:
         outcomes = list(pool.map(lambda c: _extract_one(adapter, paths, manifest, c, force), todo))
     for chunk, outcome in zip(todo, outcomes, strict=True):
@@ -49,6 +52,19 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
         else:
             report.failed[chunk.chunk_id] = outcome
     return report
+
+
+def _reuse_same_request(manifest: Manifest, committed: dict[str, ManifestEvent], chunk: ChunkSpec,
+                        report: ExtractReport) -> bool:
+    """Bytes bought already for another schema of the same request (ohlcv-1m for ohlcv-5m) are
+    recorded for this chunk too instead of being downloaded again."""
+    bought = next((e for e in committed.values() if e.chunk.source_key == chunk.source_key), None)
+    if bought is None:
+        return False
+    manifest.record("extract", chunk, files=bought.files, records=bought.records)
+    report.reused.append(chunk.chunk_id)
+    log.info("chunk %s reuses the raw file of chunk %s", chunk.chunk_id, bought.chunk_id)
+    return True
 
 
 def _extract_one(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, chunk: ChunkSpec,
