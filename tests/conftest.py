@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 HIST = Path(sys.executable).parent / "hist"
 CONFIG = ROOT / "configs" / "api_specific" / "databento_config.yaml"
 DATASET = "GLBX.MDP3"
-SYMBOLS = ["ESH4", "NQH4"]
+SYMBOLS = ["ESH4", "ESM4", "NQH4"]
+ALL_SCHEMAS = ["ohlcv-1s", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d", "trades", "tbbo", "statistics", "definition"]
 START, END = date(2024, 1, 2), date(2024, 1, 4)
 
 
@@ -66,7 +67,10 @@ def database_url(timescale: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def replay_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("replay")
-    generate(root, DATASET, SYMBOLS, START, END, ["ohlcv-1m", "ohlcv-1h", "trades"], seed=11, trades_per_day=2000)
+    generate(root, DATASET, SYMBOLS, START, END, ALL_SCHEMAS, seed=11, trades_per_day=2000)
+    for version in (1, 2):  # older DBN layouts of the records whose layout changed
+        generate(root, f"XV{version}.TEST", SYMBOLS, START, END, ["statistics", "definition"], seed=version,
+                 trades_per_day=1, version=version)
     return root
 
 

@@ -20,8 +20,10 @@ INGEST = ["ingest", "--api", "databento", "--dataset", DATASET, "--schema", "ohl
 
 
 def source_bars(gateway: Gateway) -> np.ndarray:
-    return np.concatenate([DBNStore.from_file(gateway.data / DATASET / "ohlcv-1m" / f"{day}.dbn.zst").to_ndarray()
+    """The ESH4 and NQH4 bars of the served files."""
+    bars = np.concatenate([DBNStore.from_file(gateway.data / DATASET / "ohlcv-1m" / f"{day}.dbn.zst").to_ndarray()
                            for day in ("2024-01-02", "2024-01-03")])
+    return bars[np.isin(bars["instrument_id"], [instrument_id(DATASET, s) for s in ("ESH4", "NQH4")])]
 
 
 def test_ingest_given_requirements_command_lands_every_bar_exactly(hist: HistRunner, gateway: Gateway,
