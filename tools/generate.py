@@ -30,6 +30,7 @@ RTYPE = {"trades": 0x00, "tbbo": 0x01, "statistics": 0x18, "definition": 0x13}
 ALL_SCHEMAS = tuple(RECORDS)
 BAR_ACTIVITY = {"ohlcv-1s": 0.25, "ohlcv-1m": 0.9, "ohlcv-1h": 1.0, "ohlcv-1d": 1.0}
 TICK = PRICE // 4  # 0.25
+HALT = (21 * 3600, 22 * 3600)  # the daily trading halt, in seconds of the UTC day: no trades, no bars
 
 
 def instrument_id(dataset: str, symbol: str) -> int:
@@ -71,7 +72,9 @@ def walk(rng: np.random.Generator, start: int, n: int) -> np.ndarray:
 def ohlcv(rng: np.random.Generator, schema: str, iid: int, symbol: str, day: date) -> np.ndarray:
     _, seconds = OHLCV_RTYPES[schema]
     slots = 86400 // seconds
-    active = np.flatnonzero(rng.random(slots) < BAR_ACTIVITY[schema])
+    starts = np.arange(slots) * seconds
+    in_halt = (starts >= HALT[0]) & (starts < HALT[1]) if seconds < 86400 else np.zeros(slots, dtype=bool)
+    active = np.flatnonzero((rng.random(slots) < BAR_ACTIVITY[schema]) & ~in_halt)
     n = len(active)
     arr = empty(schema, n)
     arr["instrument_id"] = iid
@@ -89,7 +92,9 @@ def ohlcv(rng: np.random.Generator, schema: str, iid: int, symbol: str, day: dat
 def trade_like(rng: np.random.Generator, schema: str, iid: int, symbol: str, day: date, n: int) -> np.ndarray:
     arr = empty(schema, n)
     arr["instrument_id"] = iid
-    ts_recv = day_start_ns(day) + np.sort(rng.integers(0, 86400 * NS, size=n, dtype=np.int64)).astype(np.uint64)
+    offsets = rng.integers(0, (86400 - (HALT[1] - HALT[0])) * NS, size=n, dtype=np.int64)
+    offsets[offsets >= HALT[0] * NS] += (HALT[1] - HALT[0]) * NS  # skip the halt
+    ts_recv = day_start_ns(day) + np.sort(offsets).astype(np.uint64)
     delay = rng.integers(1_000, 50_000, size=n).astype(np.uint64)
     arr["ts_recv"] = ts_recv
     arr["ts_event"] = ts_recv - delay
