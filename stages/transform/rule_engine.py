@@ -50,7 +50,7 @@ def conversion_sql(column: ColumnMapping, dataset: str, interval: str | None, so
             return f"CASE WHEN {field} = {UNDEF_TIMESTAMP} THEN NULL ELSE CAST({field} AS BIGINT) END"
         case "int16" | "int32" | "int64":
             target = {"int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT"}[column.as_]
-            cast = f"CAST({field} AS {target})"
+            cast = f"TRY_CAST({field} AS {target})"  # out of range (a uint64 volume past int64) -> NULL
             if column.null_if_max and source_type is not None and pa.types.is_integer(source_type):
                 return f"CASE WHEN {field} = {np.iinfo(source_type.to_pandas_dtype()).max} THEN NULL ELSE {cast} END"
             return cast
