@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import databento
@@ -11,6 +12,7 @@ from tenacity import RetryCallState
 from lake.errors import TerminalError, TransientError
 from lake.formats import ChunkSpec
 from schemas.config import JobConfig, RetryPolicy
+from schemas.records import DatabentoRecord, model_for_schema
 from schemas.secrets import Secret
 from stages.extract.base import BaseAdapter
 from stages.extract.errors import classify
@@ -58,6 +60,20 @@ class DatabentoAdapter(BaseAdapter):
 
         return with_retries(self.retry_policy, attempt, on_retry)
 
+
+    def iter_records(self, job: JobConfig, source_schema: str) -> Iterator[DatabentoRecord]:
+        """Validated Pydantic records, chunk by chunk, for library users (the pipeline's bulk path
+        never builds them). An invalid record raises pydantic.ValidationError naming the field."""
+        model = model_for_schema(source_schema)
+        for chunk in self.plan(job, source_schema):
+            def attempt(chunk: ChunkSpec = chunk) -> databento.DBNStore:
+                try:
+                    return self.client.timeseries.get_range(**request_params(chunk))
+                except Exception as exc:
+                    raise classify(exc, self._key.reveal()) from None
+
+            for record in with_retries(self.retry_policy, attempt):
+                yield model.from_dbn(record)
 
     def raw_symbols(self, chunk: ChunkSpec, raw_file: Path) -> dict[str, list[dict[str, str]]] | None:
         if chunk.stype_in not in NON_CONTRACT_STYPES:
