@@ -15,7 +15,7 @@ export DATABENTO_API_KEY; DATABENTO_API_KEY=$(cat "$STATE/demo.key")
 
 echo "== generating synthetic Databento data (deterministic, seed 7)"
 [ -f "$STATE/data/GLBX.MDP3/symbology.json" ] || "$BIN/python" tools/generate.py --out "$STATE/data" \
-    --dataset GLBX.MDP3 --symbols ESH4,NQH4 --start 2024-01-02 --end 2024-01-04 --seed 7
+    --dataset GLBX.MDP3 --symbols ESH4,ESM4,NQH4 --start 2024-01-02 --end 2024-01-04 --seed 7
 
 echo "== starting TimescaleDB"
 HIST_DATABASE_URL=$(bash tools/timescaledb.sh start "$STATE/pg" "$PG_PORT")
@@ -33,14 +33,25 @@ export DATABENTO_GATEWAY=127.0.0.1:$(cat "$STATE/gateway.port") REQUESTS_CA_BUND
 
 echo "== hist db init"
 "$BIN/hist" db init
-echo "== hist ingest"
+echo "== hist ingest (the requirements' form)"
 "$BIN/hist" ingest --api databento --dataset GLBX.MDP3 --schema ohlcv-1m --symbols ESH4,NQH4 \
     --start-date 2024-01-02 --end-date 2024-01-04
+for job in es_nq_ohlcv_1s es_nq_ohlcv_5m es_nq_ohlcv_15m es_nq_ohlcv_1h es_nq_ohlcv_1d es_nq_trades es_nq_tbbo \
+           es_nq_statistics es_nq_definitions es_parent_ohlcv_1h es_front_ohlcv_1d; do
+    echo "== hist ingest --job $job"
+    "$BIN/hist" ingest --job "$job"
+done
 echo "== hist lake status"
 "$BIN/hist" lake status
 echo "== what landed in TimescaleDB"
 psql "$HIST_DATABASE_URL" -P pager=off -c "
+SELECT 'ohlcv_data' AS table_name, count(*) AS rows FROM ohlcv_data
+UNION ALL SELECT 'trades_data', count(*) FROM trades_data
+UNION ALL SELECT 'tbbo_data', count(*) FROM tbbo_data
+UNION ALL SELECT 'statistics_data', count(*) FROM statistics_data
+UNION ALL SELECT 'definitions_data', count(*) FROM definitions_data;" -c "
 SELECT symbol, interval, count(*) AS bars, min(ts_event) AS first_bar, max(ts_event) AS last_bar,
        min(low) AS low, max(high) AS high, sum(volume) AS volume
-FROM ohlcv_data GROUP BY symbol, interval ORDER BY symbol;"
+FROM ohlcv_data WHERE symbol IN ('ESH4', 'NQH4') GROUP BY symbol, interval
+ORDER BY symbol, min(ts_event_ns) - max(ts_event_ns);"
 echo "Lake: $HIST_LAKE   Database: $HIST_DATABASE_URL   (stop it with: make stop)"
