@@ -102,6 +102,7 @@ class HistConfig(BaseModel):
     validation_schema_paths: list[Path]
     transform_batch_records: int = Field(default=1_000_000, ge=1_000)
     load_batch_rows: int = Field(default=500_000, ge=1_000)
+    load_workers: int = Field(default=2, ge=1, le=32, description="Parallel COPY streams into TimescaleDB.")
     jobs: list[JobConfig] = Field(default_factory=list)
 
     def job(self, name: str) -> JobConfig:

@@ -19,7 +19,7 @@ from rich.console import Console
 from lake.errors import ConfigError, HistError
 from schemas.config import JobConfig, describe_validation_error, load_config
 from schemas.secrets import mask_dsn
-from stages.extract.runner import ExtractReport
+from stages.extract.runner import CostPolicy, ExtractReport
 from stages.lake_status import lake_status_table
 from stages.load.runner import LoadReport
 from stages.orchestrator import PipelineOrchestrator, database_url
@@ -52,6 +52,9 @@ EndOpt = Annotated[str | None, typer.Option("--end-date", "--end_date",
                                             help="Last UTC day, EXCLUSIVE (YYYY-MM-DD), as in Databento's API.")]
 ChunkDaysOpt = Annotated[int, typer.Option("--chunk-days", help="Days per chunk request.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Re-extract chunks already in the lake.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and its cost; download nothing.")]
+MaxCostOpt = Annotated[float | None, typer.Option("--max-cost", help="Stop before downloading above this USD cost.")]
+YesOpt = Annotated[bool, typer.Option("--yes", help="Accept a cost above the limit.")]
 
 
 def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -113,7 +116,8 @@ def _date(value: str | None, option: str) -> date:
 def ingest(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt = "databento",
            dataset: DatasetOpt = None, schema: SchemaOpt = None, symbols: SymbolsOpt = None,
            stype_in: StypeOpt = "raw_symbol", start_date: StartOpt = None, end_date: EndOpt = None,
-           chunk_days: ChunkDaysOpt = 1, force: ForceOpt = False) -> None:
+           chunk_days: ChunkDaysOpt = 1, force: ForceOpt = False, dry_run: DryRunOpt = False,
+           max_cost: MaxCostOpt = None, yes: YesOpt = False) -> None:
     """Extract, transform and load one job. The end date is exclusive.
 
     Example: hist ingest --dataset GLBX.MDP3 --schema ohlcv-1m --symbols ESH4,NQH4
@@ -121,8 +125,10 @@ def ingest(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt =
     """
     orch = _orchestrator(config)
     chosen = _job(orch, job, api, dataset, schema, symbols, stype_in, start_date, end_date, chunk_days)
-    extracted, transformed, loaded = orch.ingest(chosen, force=force)
-    _print_extract(extracted)
+    extracted, transformed, loaded = orch.ingest(chosen, force=force, cost=_cost(orch, dry_run, max_cost, yes))
+    _print_extract(extracted, dry_run)
+    if transformed is None or loaded is None:
+        return
     _print_transform(transformed)
     _print_load(loaded)
     if extracted.failed or transformed.failed or loaded.failed:
@@ -134,15 +140,16 @@ def ingest(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt =
 def stage_extract(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt = "databento",
                   dataset: DatasetOpt = None, schema: SchemaOpt = None, symbols: SymbolsOpt = None,
                   stype_in: StypeOpt = "raw_symbol", start_date: StartOpt = None, end_date: EndOpt = None,
-                  chunk_days: ChunkDaysOpt = 1, force: ForceOpt = False) -> None:
+                  chunk_days: ChunkDaysOpt = 1, force: ForceOpt = False, dry_run: DryRunOpt = False,
+                  max_cost: MaxCostOpt = None, yes: YesOpt = False) -> None:
     """Download raw DBN chunks into the lake. The end date is exclusive.
 
     Example: hist stage extract --job es_nq_ohlcv_1m
     """
     orch = _orchestrator(config)
     chosen = _job(orch, job, api, dataset, schema, symbols, stype_in, start_date, end_date, chunk_days)
-    report = orch.extract(chosen, force=force)
-    _print_extract(report)
+    report = orch.extract(chosen, force=force, cost=_cost(orch, dry_run, max_cost, yes))
+    _print_extract(report, dry_run)
     if report.failed:
         raise typer.Exit(1)
 
@@ -173,7 +180,23 @@ def stage_load(config: ConfigOpt = DEFAULT_CONFIG) -> None:
         raise typer.Exit(1)
 
 
-def _print_extract(r: ExtractReport) -> None:
+def usd(amount: float) -> str:
+    return f"${amount:,.2f}" if amount >= 1 or amount == 0 else f"${amount:.4f}"
+
+
+def _cost(orch: PipelineOrchestrator, dry_run: bool, max_cost: float | None, yes: bool) -> CostPolicy:
+    limit = max_cost if max_cost is not None else orch.config.max_cost_usd
+    return CostPolicy(max_cost_usd=limit, accept=yes, dry_run=dry_run)
+
+
+def _print_extract(r: ExtractReport, dry_run: bool = False) -> None:
+    e = r.estimate
+    if dry_run:
+        out.print(f"plan: {r.planned} chunks, {len(r.skipped)} already in the lake, {len(r.reused)} reusing bytes "
+                  f"already bought, {e.chunks} to download: {e.records:,} records, {e.bytes:,} bytes, "
+                  f"{usd(e.usd)} (dry run: nothing downloaded)")
+        return
+    out.print(f"cost: {e.chunks} chunks to download, {e.records:,} records, {e.bytes:,} bytes, {usd(e.usd)}")
     reused = f", {len(r.reused)} reusing bytes already bought" if r.reused else ""
     out.print(f"extract: {len(r.extracted)} chunks ({r.records:,} records, {r.bytes:,} bytes), "
               f"{len(r.skipped)} already in the lake{reused}, {len(r.failed)} failed")

@@ -15,7 +15,7 @@ from schemas.config import HistConfig, JobConfig
 from schemas.mappings import MappingConfig, load_mappings, load_rules, rules_version
 from schemas.secrets import Secret
 from stages.extract.databento_adapter import DatabentoAdapter
-from stages.extract.runner import ExtractReport, run_extract
+from stages.extract.runner import CostPolicy, ExtractReport, run_extract
 from stages.load.runner import LoadReport, LoadSettings, run_load
 from stages.transform.runner import TransformReport, TransformSettings, run_transform
 
@@ -42,10 +42,10 @@ class PipelineOrchestrator:
         gateway = os.environ.get("DATABENTO_GATEWAY") or self.config.api.gateway
         return DatabentoAdapter(key, gateway, self.config.retry_policy)
 
-    def extract(self, job: JobConfig, force: bool = False) -> ExtractReport:
-        chunks = self.plan(job)
-        return run_extract(self.adapter(), self.paths, chunks,
-                           max_concurrency=self.config.max_concurrency, force=force)
+    def extract(self, job: JobConfig, force: bool = False, cost: CostPolicy | None = None) -> ExtractReport:
+        cost = cost or CostPolicy(max_cost_usd=self.config.max_cost_usd)
+        return run_extract(self.adapter(), self.paths, self.plan(job),
+                           max_concurrency=self.config.max_concurrency, force=force, cost=cost)
 
     def transform(self, chunk_ids: set[str] | None = None) -> TransformReport:
         rule_paths = self.config.validation_schema_paths
@@ -57,14 +57,16 @@ class PipelineOrchestrator:
         return run_transform(settings, chunk_ids)
 
     def load(self, chunk_ids: set[str] | None = None) -> LoadReport:
-        return run_load(LoadSettings(self.paths, self.mapping, database_url(),
-                                     self.config.load_batch_rows), chunk_ids)
+        return run_load(LoadSettings(self.paths, self.mapping, database_url(), self.config.load_batch_rows,
+                                     self.config.load_workers), chunk_ids)
 
-    def ingest(self, job: JobConfig, force: bool = False
-               ) -> tuple[ExtractReport, TransformReport, LoadReport]:
-        """All three stages for one job, limited to that job's chunks."""
+    def ingest(self, job: JobConfig, force: bool = False, cost: CostPolicy | None = None
+               ) -> tuple[ExtractReport, TransformReport | None, LoadReport | None]:
+        """All three stages for one job, limited to that job's chunks (only the plan on a dry run)."""
         chunk_ids = {c.chunk_id for c in self.plan(job)}
-        extracted = self.extract(job, force=force)
+        extracted = self.extract(job, force=force, cost=cost)
+        if cost is not None and cost.dry_run:
+            return extracted, None, None
         return extracted, self.transform(chunk_ids), self.load(chunk_ids)
 
 

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 from lake.formats import ChunkSpec
 from schemas.config import JobConfig
 
 
+@dataclass(frozen=True)
+class CostEstimate:
+    """What downloading a set of chunks will cost, as the vendor quotes it."""
+
+    chunks: int = 0
+    records: int = 0
+    bytes: int = 0
+    usd: float = 0.0
+
+
 class BaseAdapter(ABC):
     @abstractmethod
     def plan(self, job: JobConfig, source_schema: str) -> list[ChunkSpec]:
         """Split a job into chunk requests, in time order."""
+
+    @abstractmethod
+    def estimate(self, chunks: list[ChunkSpec]) -> CostEstimate:
+        """Ask the vendor what downloading `chunks` costs, without downloading anything."""
 
     @abstractmethod
     def fetch(self, chunk: ChunkSpec, destination: Path) -> int:

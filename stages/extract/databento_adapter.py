@@ -14,7 +14,7 @@ from lake.formats import ChunkSpec
 from schemas.config import JobConfig, RetryPolicy
 from schemas.records import DatabentoRecord, model_for_schema
 from schemas.secrets import Secret
-from stages.extract.base import BaseAdapter
+from stages.extract.base import BaseAdapter, CostEstimate
 from stages.extract.errors import classify
 from stages.extract.planner import plan_chunks
 from stages.extract.retry import with_retries
@@ -38,6 +38,23 @@ class DatabentoAdapter(BaseAdapter):
 
     def plan(self, job: JobConfig, source_schema: str) -> list[ChunkSpec]:
         return plan_chunks(job, source_schema)
+
+    def estimate(self, chunks: list[ChunkSpec]) -> CostEstimate:
+        """One get_cost, get_record_count and get_billable_size per run of adjacent chunks of the same
+        request (metadata calls are rate-limited to 20/s, so a year of day chunks is a few calls)."""
+        usd, records, size = 0.0, 0, 0
+        for params in merged_requests(chunks):
+            def ask(params: dict[str, object] = params) -> tuple[float, int, int]:
+                try:
+                    meta = self.client.metadata
+                    return (float(meta.get_cost(**params)), int(meta.get_record_count(**params)),
+                            int(meta.get_billable_size(**params)))
+                except Exception as exc:
+                    raise classify(exc, self._key.reveal()) from None
+
+            cost, count, billable = with_retries(self.retry_policy, ask)
+            usd, records, size = usd + cost, records + count, size + billable
+        return CostEstimate(chunks=len(chunks), records=records, bytes=size, usd=usd)
 
     def fetch(self, chunk: ChunkSpec, destination: Path) -> int:
         def attempt() -> int:
@@ -106,6 +123,21 @@ def request_params(chunk: ChunkSpec) -> dict[str, object]:
         "start": chunk.start.isoformat(),
         "end": chunk.end.isoformat(),
     }
+
+
+def merged_requests(chunks: list[ChunkSpec]) -> list[dict[str, object]]:
+    """The metadata parameters covering `chunks`, adjacent windows of the same request merged."""
+    ordered = sorted(chunks, key=lambda c: (c.dataset, c.source_schema, c.stype_in, c.symbols, c.start))
+    merged: list[ChunkSpec] = []
+    for chunk in ordered:
+        last = merged[-1] if merged else None
+        if (last is not None and last.end == chunk.start
+                and (last.dataset, last.source_schema, last.stype_in, last.symbols)
+                == (chunk.dataset, chunk.source_schema, chunk.stype_in, chunk.symbols)):
+            merged[-1] = last.model_copy(update={"end": chunk.end})
+        else:
+            merged.append(chunk)
+    return [{k: v for k, v in request_params(c).items() if k != "stype_out"} for c in merged]
 
 
 def count_records(store: databento.DBNStore) -> int:

@@ -9,14 +9,28 @@ from dataclasses import dataclass, field
 
 from lake.atomic import temp_path_for
 from lake.commit import commit_into_lake
-from lake.errors import HistError
+from lake.errors import HistError, TerminalError
 from lake.formats import ChunkSpec, ManifestEvent
 from lake.locks import try_lock
 from lake.manifest import Manifest
 from lake.paths import LakePaths
-from stages.extract.base import BaseAdapter
+from stages.extract.base import BaseAdapter, CostEstimate
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CostPolicy:
+    """The money guard: the estimate is always asked for before downloading; above `max_cost_usd`
+    nothing is downloaded unless `accept` (--yes); `dry_run` downloads nothing at all."""
+
+    max_cost_usd: float | None = None
+    accept: bool = False
+    dry_run: bool = False
+
+
+class CostLimitExceeded(TerminalError):
+    pass
 
 
 @dataclass
@@ -27,18 +41,35 @@ class ExtractReport:
     failed: dict[str, str] = field(default_factory=dict)
     records: int = 0
     bytes: int = 0
+    planned: int = 0
+    estimate: CostEstimate = field(default_factory=CostEstimate)
 
 
-def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec], *,
-                max_concurrency: int = 4, force: bool = False) -> ExtractReport:
-    """Fetch and commit each chunk not already committed (all of them with `force`)."""
+def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec], *, max_concurrency: int = 4,
+                force: bool = False, cost: CostPolicy | None = None) -> ExtractReport:
+    """Fetch and commit each chunk not already committed (all of them with `force`), after the cost
+    guard has seen the vendor's estimate."""
+    cost = cost or CostPolicy()
     paths.ensure()
     manifest = Manifest(paths)
     committed = manifest.latest("extract")
     todo = [c for c in chunks if force or c.chunk_id not in committed]
-    report = ExtractReport(skipped=[c.chunk_id for c in chunks if c not in todo])
+    report = ExtractReport(skipped=[c.chunk_id for c in chunks if c not in todo], planned=len(chunks))
     if not force:
-        todo = [c for c in todo if not _reuse_same_request(manifest, committed, c, report)]
+        bought = {e.chunk.source_key: e for e in committed.values()}
+        reusable = [c for c in todo if c.source_key in bought]
+        todo = [c for c in todo if c.source_key not in bought]
+        if not cost.dry_run:
+            for chunk in reusable:
+                _reuse(manifest, bought[chunk.source_key], chunk, report)
+    report.estimate = adapter.estimate(todo) if todo else CostEstimate()
+    if cost.dry_run:
+        return report
+    limit = cost.max_cost_usd
+    if limit is not None and report.estimate.usd > limit and not cost.accept:
+        raise CostLimitExceeded(
+            f"estimated cost ${report.estimate.usd:,.4f} for {len(todo)} chunks exceeds max_cost_usd "
+            f"${limit:,.4f}; nothing was downloaded (rerun with --yes to accept, or --dry-run to see the plan)")
     with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="extract") as pool:
         outcomes = list(pool.map(lambda c: _extract_one(adapter, paths, manifest, c, force), todo))
     for chunk, outcome in zip(todo, outcomes, strict=True):
@@ -54,17 +85,12 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
     return report
 
 
-def _reuse_same_request(manifest: Manifest, committed: dict[str, ManifestEvent], chunk: ChunkSpec,
-                        report: ExtractReport) -> bool:
+def _reuse(manifest: Manifest, bought: ManifestEvent, chunk: ChunkSpec, report: ExtractReport) -> None:
     """Bytes bought already for another schema of the same request (ohlcv-1m for ohlcv-5m) are
     recorded for this chunk too instead of being downloaded again."""
-    bought = next((e for e in committed.values() if e.chunk.source_key == chunk.source_key), None)
-    if bought is None:
-        return False
     manifest.record("extract", chunk, files=bought.files, records=bought.records)
     report.reused.append(chunk.chunk_id)
     log.info("chunk %s reuses the raw file of chunk %s", chunk.chunk_id, bought.chunk_id)
-    return True
 
 
 def _extract_one(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, chunk: ChunkSpec,

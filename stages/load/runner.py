@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from dataclasses import dataclass, field
 
 import psycopg
@@ -15,7 +17,7 @@ from lake.paths import LakePaths
 from schemas.mappings import MappingConfig
 from schemas.secrets import Secret
 from stages.load.database import connect
-from stages.load.loader import TimescaleLoader
+from stages.load.loader import LoadResult, TimescaleLoader
 from stages.load.migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ class LoadSettings:
     mapping: MappingConfig
     dsn: Secret
     batch_rows: int = 500_000
+    workers: int = 2
 
 
 @dataclass
@@ -36,6 +39,8 @@ class LoadReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     rows: int = 0
+    errors: list[Exception] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 def pending(manifest: Manifest, conn: psycopg.Connection, chunk_ids: set[str] | None = None
@@ -52,23 +57,54 @@ def pending(manifest: Manifest, conn: psycopg.Connection, chunk_ids: set[str] | 
 
 
 def run_load(settings: LoadSettings, chunk_ids: set[str] | None = None) -> LoadReport:
+    """Load pending chunks with `settings.workers` connections in parallel (COPY into a hypertable is
+    bound by the server's CPU, so two streams use both cores)."""
     manifest = Manifest(settings.paths)
     report = LoadReport()
     with connect(settings.dsn) as conn:
         migrate(conn)
-        loader = TimescaleLoader(conn, settings.paths, settings.mapping, settings.batch_rows)
+        todo: queue.SimpleQueue[ManifestEvent] = queue.SimpleQueue()
         for event in pending(manifest, conn, chunk_ids):
-            with try_lock(settings.paths.lock("load", event.chunk_id)) as locked:
-                if not locked:
-                    report.skipped.append(event.chunk_id)
-                    continue
-                try:
-                    result = loader.load_chunk(event)
-                except (psycopg.DataError, psycopg.IntegrityError, OSError) as exc:
-                    failure = ChunkFailed(event.chunk_id, "load", f"{type(exc).__name__}: {exc}")
-                    report.failed[event.chunk_id] = failure.reason
-                    log.error("%s", failure)
-                    continue
-            getattr(report, result.action).append(event.chunk_id)
-            report.rows += result.rows
+            todo.put(event)
+    workers = [threading.Thread(target=_worker, args=(settings, todo, report), name=f"load-{i}")
+               for i in range(settings.workers)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if report.errors:
+        raise report.errors[0]
     return report
+
+
+def _worker(settings: LoadSettings, todo: queue.SimpleQueue[ManifestEvent], report: LoadReport) -> None:
+    try:
+        with connect(settings.dsn) as conn:
+            loader = TimescaleLoader(conn, settings.paths, settings.mapping, settings.batch_rows)
+            while True:
+                try:
+                    event = todo.get_nowait()
+                except queue.Empty:
+                    return
+                _load_one(loader, settings.paths, event, report)
+    except Exception as exc:  # surfaced by run_load in the calling thread
+        with report.lock:
+            report.errors.append(exc)
+
+
+def _load_one(loader: TimescaleLoader, paths: LakePaths, event: ManifestEvent, report: LoadReport) -> None:
+    with try_lock(paths.lock("load", event.chunk_id)) as locked:
+        if not locked:
+            result = LoadResult(event.chunk_id, 0, "skipped")
+        else:
+            try:
+                result = loader.load_chunk(event)
+            except (psycopg.DataError, psycopg.IntegrityError, OSError) as exc:
+                failure = ChunkFailed(event.chunk_id, "load", f"{type(exc).__name__}: {exc}".splitlines()[0])
+                log.error("%s", failure)
+                with report.lock:
+                    report.failed[event.chunk_id] = failure.reason
+                return
+    with report.lock:
+        getattr(report, result.action).append(event.chunk_id)
+        report.rows += result.rows
