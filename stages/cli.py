@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from lake.errors import ConfigError, HistError
+from lake.verify import verify_lake
 from schemas.config import JobConfig, describe_validation_error, load_config
 from schemas.secrets import mask_dsn
 from stages.extract.runner import CostPolicy, ExtractReport
@@ -245,3 +246,19 @@ def lake_status(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     """
     orch = _orchestrator(config)
     out.print(lake_status_table(orch.paths, os.environ.get("HIST_DATABASE_URL")))
+
+
+@lake_app.command("verify")
+@cli_errors
+def lake_verify(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Re-hash every committed file against the manifest; exit 1 if any is missing or changed.
+
+    Example: HIST_LAKE=./lake_data hist lake verify
+    """
+    paths = _orchestrator(config).paths
+    checked, problems = verify_lake(paths)
+    for problem in problems:
+        typer.echo(f"{problem.problem}: {problem.path} (chunk {problem.chunk_id})", err=True)
+    out.print(f"verified {checked} files in {paths.root}: {len(problems)} missing or changed")
+    if problems:
+        raise typer.Exit(1)

@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
+import yaml
 
 from tools.generate import generate
 
@@ -137,8 +138,21 @@ class HistRunner:
 
 
 @pytest.fixture
-def hist(gateway: Gateway, database_url: str, tmp_path: Path) -> HistRunner:
+def test_config(tmp_path: Path) -> Path:
+    """The shipped config with fast retries (tests inject faults) and absolute mapping paths."""
+    config = yaml.safe_load(CONFIG.read_text())
+    config["retry_policy"] = {"max_attempts": 4, "initial_backoff_seconds": 0.05, "max_backoff_seconds": 0.2,
+                              "jitter_seconds": 0.0}
+    config["mapping_config_path"] = str(ROOT / "configs" / "databento_mappings.yaml")
+    config["validation_schema_paths"] = [str(ROOT / "configs" / "validation" / "databento_rules.yaml")]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def hist(gateway: Gateway, database_url: str, tmp_path: Path, test_config: Path) -> HistRunner:
     env = {**os.environ, "DATABENTO_API_KEY": gateway.key, "DATABENTO_GATEWAY": gateway.url,
            "REQUESTS_CA_BUNDLE": str(gateway.cert), "HIST_DATABASE_URL": database_url,
-           "HIST_LAKE": str(tmp_path / "lake"), "HIST_CONFIG": str(CONFIG)}
+           "HIST_LAKE": str(tmp_path / "lake"), "HIST_CONFIG": str(test_config)}
     return HistRunner(env, tmp_path / "lake")

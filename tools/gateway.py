@@ -7,7 +7,8 @@ certificate with REQUESTS_CA_BUNDLE=<cert-dir>/cert.pem.
 Endpoints: /v0/timeseries.get_range, /v0/metadata.{get_cost,get_record_count,get_billable_size,
 list_datasets,list_schemas,get_dataset_range}, /v0/symbology.resolve; HTTP basic auth with the key as
 user name; errors as JSON {"detail": ...}. For tests, /_admin/faults (POST a JSON list) injects
-faults — {"kind": "429"|"500"|"truncate"|"slow", "count": n, "retry_after": s, "path": "..."} — and
+faults — {"kind": "429"|"500"|"truncate"|"slow", "count": n, "retry_after": s, "delay": s,
+"status": 5xx, "path": "/v0/...", "match": {"start": "2024-01-03"}} — and
 GET /_admin/requests returns the request log (POST clears it).
 """
 
@@ -151,10 +152,12 @@ class Gateway(ThreadingHTTPServer):
         self.log: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
-    def take_fault(self, path: str) -> dict[str, Any] | None:
+    def take_fault(self, path: str, params: dict[str, str]) -> dict[str, Any] | None:
+        """The first fault for this endpoint whose `match` (param -> substring) fits the request."""
         with self.lock:
             for fault in self.faults:
-                if fault.get("path", "/v0/timeseries.get_range") == path and fault.get("count", 1) > 0:
+                matches = all(v in params.get(k, "") for k, v in fault.get("match", {}).items())
+                if fault.get("path", "/v0/timeseries.get_range") == path and fault.get("count", 1) > 0 and matches:
                     fault["count"] = fault.get("count", 1) - 1
                     return dict(fault)
         return None
@@ -198,7 +201,7 @@ class Handler(BaseHTTPRequestHandler):
             self.server.log.append({"path": path, "params": params, "time": time.time()})
         try:
             self._authorize()
-            fault = self.server.take_fault(path)
+            fault = self.server.take_fault(path, params)
             if fault and fault["kind"] == "429":
                 self._json(429, {"detail": "Too many requests"}, {"Retry-After": str(fault.get("retry_after", 1))})
                 return
