@@ -1,0 +1,92 @@
+"""Crash safety: stage processes killed with SIGKILL at random points, rerun, end with a database
+equal to an uninterrupted run's — same rows, none missing, no duplicates — and a lake that verifies."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from datetime import date
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import HIST, Gateway, HistRunner
+from tools.generate import generate
+
+DATASET = "XCHS.TEST"
+DAYS = 24
+JOB = ["--dataset", DATASET, "--schema", "trades", "--symbols", "ESH4,NQH4", "--start-date", "2024-02-01",
+       "--end-date", f"2024-02-{1 + DAYS:02d}"]
+MIN_KILLS = 21
+FINGERPRINT = """
+SELECT count(*), count(DISTINCT (instrument_id, ts_recv_ns, sequence, dup_ordinal)),
+       sum(hashtextextended(concat_ws('|', ts_event_ns, ts_recv_ns, dataset, publisher_id, instrument_id, symbol,
+           raw_symbol, price, size, action, side, flags, depth, ts_in_delta, sequence, dup_ordinal), 0)::numeric)
+FROM trades_data"""
+
+
+def fingerprint(url: str) -> tuple[int, int, int]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(FINGERPRINT).fetchone()  # type: ignore[return-value]
+
+
+def run_until_killed(args: list[str], env: dict[str, str], delay: float) -> bool:
+    """Start a stage, SIGKILL it after `delay` seconds; True if it was still running when killed."""
+    process = subprocess.Popen([str(HIST), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        process.wait(timeout=delay)
+        return False
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return True
+
+
+@pytest.fixture
+def chaos_data(gateway: Gateway) -> None:
+    generate(gateway.data, DATASET, ["ESH4", "NQH4"], date(2024, 2, 1), date(2024, 2, 1 + DAYS), ["trades"],
+             seed=5, trades_per_day=20_000)
+
+
+def test_sigkill_at_random_points_ends_equal_to_an_uninterrupted_run(
+        chaos_data: None, hist: HistRunner, gateway: Gateway, database_url: str, timescale: str,
+        tmp_path: Path) -> None:
+    rng = random.Random(2024)
+    gateway.faults({"kind": "slow", "delay": 0.25, "count": 10_000})
+    kills = {"extract": 0, "transform": 0, "load": 0}
+    stages = {"extract": ["stage", "extract", *JOB], "transform": ["stage", "transform"], "load": ["stage", "load"]}
+    started = time.monotonic()
+    for _ in range(60):
+        if sum(kills.values()) >= MIN_KILLS and min(kills.values()) >= 5:
+            break
+        for stage, args in stages.items():
+            if kills[stage] < 9 and run_until_killed(args, hist.env, rng.uniform(0.6, 1.8)):
+                kills[stage] += 1
+    for args in stages.values():  # finish the job
+        hist(*args)
+
+    chaos_seconds = time.monotonic() - started
+    print(f"chaos: {kills} SIGKILLs in {chaos_seconds:.0f}s")
+    assert sum(kills.values()) >= MIN_KILLS and min(kills.values()) >= 5, kills
+    assert hist("lake", "verify").returncode == 0
+    assert [p for p in (hist.lake / "tmp").rglob("*") if p.is_file()] == []
+
+    gateway.faults()
+    reference = dict(hist.env, HIST_LAKE=str(tmp_path / "reference-lake"),
+                     HIST_DATABASE_URL=database_url.rsplit("/", 1)[0] + "/" + database_url.rsplit("/", 1)[1] + "_ref")
+    with psycopg.connect(timescale, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {reference['HIST_DATABASE_URL'].rsplit('/', 1)[1]}")
+    try:
+        subprocess.run([str(HIST), "ingest", *JOB], env=reference, check=True, capture_output=True)
+        expected = fingerprint(reference["HIST_DATABASE_URL"])
+    finally:
+        with psycopg.connect(timescale, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {reference['HIST_DATABASE_URL'].rsplit('/', 1)[1]} WITH (FORCE)")
+
+    assert expected[0] == expected[1] == DAYS * 2 * 20_000
+    assert fingerprint(database_url) == expected, f"after {kills} kills in {chaos_seconds:.0f}s"
