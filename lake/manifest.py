@@ -8,9 +8,11 @@ never stops anyone from reading the rest. DuckDB reads it with
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -27,6 +29,10 @@ class Manifest:
     def __init__(self, paths: LakePaths) -> None:
         self.paths = paths
         self.path = paths.manifest
+        self._events: list[ManifestEvent] = []
+        self._offset = 0  # bytes of the log already parsed: it only grows, so rereads are incremental
+        self._lines = 0
+        self._read_lock = threading.Lock()
 
     def append(self, event: ManifestEvent) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,16 +76,22 @@ class Manifest:
         return event
 
     def events(self) -> Iterator[ManifestEvent]:
-        if not self.path.exists():
-            return
-        with open(self.path, "rb") as fh:
-            for number, raw in enumerate(fh, start=1):
+        """Every readable event in log order. Only complete lines are parsed; an unterminated last
+        line (a writer died mid-append, or is appending now) is left for the next read."""
+        with self._read_lock, contextlib.suppress(FileNotFoundError), open(self.path, "rb") as fh:
+            fh.seek(self._offset)
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    break
+                self._offset += len(raw)
+                self._lines += 1
                 if not raw.strip():
                     continue
                 try:
-                    yield ManifestEvent.model_validate_json(raw)
+                    self._events.append(ManifestEvent.model_validate_json(raw))
                 except ValidationError:
-                    log.warning("manifest %s line %d is torn or unreadable; skipped", self.path, number)
+                    log.warning("manifest %s line %d is torn or unreadable; skipped", self.path, self._lines)
+        yield from list(self._events)
 
     def latest(self, stage: Stage, status: str = "committed") -> dict[str, ManifestEvent]:
         """The newest event of one stage and status per chunk id, in log order."""

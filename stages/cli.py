@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from datetime import date
 from functools import wraps
@@ -19,12 +20,13 @@ from rich.console import Console
 from lake.errors import ConfigError, HistError
 from lake.verify import verify_lake
 from schemas.config import JobConfig, describe_validation_error, load_config
-from schemas.secrets import mask_dsn
+from schemas.secrets import Secret, mask_dsn
 from stages.extract.runner import CostPolicy, ExtractReport
 from stages.lake_status import lake_status_table
 from stages.load.runner import LoadReport
 from stages.orchestrator import PipelineOrchestrator, database_url
 from stages.transform.runner import TransformReport
+from stages.watch import Pass, stop_on_signals, watch
 
 app = typer.Typer(help="Historical Databento data into TimescaleDB through a file-based staging lake.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -155,14 +157,24 @@ def stage_extract(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: A
         raise typer.Exit(1)
 
 
+FollowOpt = Annotated[bool, typer.Option("--follow", help="Keep running: process new chunks as they are committed.")]
+
+
 @stage_app.command("transform")
 @cli_errors
-def stage_transform(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+def stage_transform(config: ConfigOpt = DEFAULT_CONFIG, follow: FollowOpt = False,
+                    retry_failed: Annotated[bool, typer.Option("--retry-failed",
+                                                               help="Retry chunks that failed before.")] = False
+                    ) -> None:
     """Turn every extracted chunk not yet transformed into standardized and quarantine Parquet.
 
-    Example: hist stage transform
+    Example: hist stage transform --follow
     """
-    report = _orchestrator(config).transform()
+    orch = _orchestrator(config)
+    if follow:
+        _follow(orch, [lambda stop: _print_transform(orch.transform(should_stop=stop), quiet_if_idle=True)])
+        return
+    report = orch.transform(retry_failed=retry_failed)
     _print_transform(report)
     if report.failed:
         raise typer.Exit(1)
@@ -170,15 +182,46 @@ def stage_transform(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 
 @stage_app.command("load")
 @cli_errors
-def stage_load(config: ConfigOpt = DEFAULT_CONFIG) -> None:
-    """Load every transformed chunk not yet in TimescaleDB (HIST_DATABASE_URL).
+def stage_load(config: ConfigOpt = DEFAULT_CONFIG, follow: FollowOpt = False,
+               all_chunks: Annotated[bool, typer.Option("--all", help="Every transformed chunk in the lake "
+                                                                       "(the default; for rebuilds).")] = True,
+               db: Annotated[str | None, typer.Option("--db", help="Database URL instead of HIST_DATABASE_URL.",
+                                                      show_default=False)] = None) -> None:
+    """Load every transformed chunk not yet in TimescaleDB (HIST_DATABASE_URL or --db). Rebuilding a
+    database from the lake makes no API call.
 
-    Example: hist stage load
+    Example: hist stage load --all --db postgresql://postgres@127.0.0.1:55432/rebuilt
     """
-    report = _orchestrator(config).load()
+    orch = _orchestrator(config)
+    dsn = Secret(db) if db else None
+    if follow:
+        _follow(orch, [lambda stop: _print_load(orch.load(dsn=dsn, should_stop=stop), quiet_if_idle=True)])
+        return
+    report = orch.load(dsn=dsn)
     _print_load(report)
     if report.failed:
         raise typer.Exit(1)
+
+
+@app.command("watch")
+@cli_errors
+def watch_command(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Transform and load chunks as extract commits them, until SIGINT/SIGTERM (the chunk in hand
+    finishes first). Resumes from the manifest after a restart.
+
+    Example: hist watch &  hist stage extract --job es_nq_trades
+    """
+    orch = _orchestrator(config)
+    _follow(orch, [lambda stop: _print_transform(orch.transform(should_stop=stop), quiet_if_idle=True),
+                   lambda stop: _print_load(orch.load(should_stop=stop), quiet_if_idle=True)])
+
+
+def _follow(orch: PipelineOrchestrator, passes: list[Pass]) -> None:
+    stop = threading.Event()
+    out.print(f"watching {orch.paths.manifest} (Ctrl-C to stop)")
+    with stop_on_signals(stop):
+        rounds = watch(orch.paths.manifest, passes, stop)
+    out.print(f"stopped after {rounds} rounds")
 
 
 def usd(amount: float) -> str:
@@ -205,7 +248,9 @@ def _print_extract(r: ExtractReport, dry_run: bool = False) -> None:
         typer.echo(f"error: chunk {chunk_id}: {reason}", err=True)
 
 
-def _print_transform(r: TransformReport) -> None:
+def _print_transform(r: TransformReport, quiet_if_idle: bool = False) -> None:
+    if quiet_if_idle and not (r.transformed or r.failed):
+        return
     out.print(f"transform: {len(r.transformed)} chunks ({r.records['in']:,} records in, "
               f"{r.records['standardized']:,} standardized, {r.records['quarantined']:,} quarantined), "
               f"{len(r.skipped)} skipped, {len(r.failed)} failed")
@@ -213,7 +258,9 @@ def _print_transform(r: TransformReport) -> None:
         typer.echo(f"error: chunk {chunk_id}: {reason}", err=True)
 
 
-def _print_load(r: LoadReport) -> None:
+def _print_load(r: LoadReport, quiet_if_idle: bool = False) -> None:
+    if quiet_if_idle and not (r.loaded or r.replaced or r.failed):
+        return
     out.print(f"load: {len(r.loaded)} chunks loaded, {len(r.replaced)} replaced, "
               f"{len(r.skipped)} skipped, {r.rows:,} rows")
     for chunk_id, reason in r.failed.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lake.errors import ConfigError
 from lake.formats import ChunkSpec
@@ -47,18 +48,23 @@ class PipelineOrchestrator:
         return run_extract(self.adapter(), self.paths, self.plan(job),
                            max_concurrency=self.config.max_concurrency, force=force, cost=cost)
 
-    def transform(self, chunk_ids: set[str] | None = None) -> TransformReport:
+    def transform_settings(self) -> TransformSettings:
         rule_paths = self.config.validation_schema_paths
-        settings = TransformSettings(
+        return TransformSettings(
             paths=self.paths, mapping=self.mapping, rules=load_rules(rule_paths),
             rules_version=rules_version(self.mapping, rule_paths),
             batch_records=self.config.transform_batch_records,
         )
-        return run_transform(settings, chunk_ids)
 
-    def load(self, chunk_ids: set[str] | None = None) -> LoadReport:
-        return run_load(LoadSettings(self.paths, self.mapping, database_url(), self.config.load_batch_rows,
-                                     self.config.load_workers), chunk_ids)
+    def transform(self, chunk_ids: set[str] | None = None, **options: Any) -> TransformReport:
+        """Options: retry_failed, redo, should_stop, on_chunk (see run_transform)."""
+        return run_transform(self.transform_settings(), chunk_ids, **options)
+
+    def load(self, chunk_ids: set[str] | None = None, dsn: Secret | None = None, **options: Any) -> LoadReport:
+        """Options: should_stop, on_chunk (see run_load)."""
+        settings = LoadSettings(self.paths, self.mapping, dsn or database_url(), self.config.load_batch_rows,
+                                self.config.load_workers)
+        return run_load(settings, chunk_ids, **options)
 
     def ingest(self, job: JobConfig, force: bool = False, cost: CostPolicy | None = None
                ) -> tuple[ExtractReport, TransformReport | None, LoadReport | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -56,9 +57,12 @@ def pending(manifest: Manifest, conn: psycopg.Connection, chunk_ids: set[str] | 
     return todo
 
 
-def run_load(settings: LoadSettings, chunk_ids: set[str] | None = None) -> LoadReport:
+def run_load(settings: LoadSettings, chunk_ids: set[str] | None = None, *,
+             should_stop: Callable[[], bool] = lambda: False,
+             on_chunk: Callable[[LoadResult], None] | None = None) -> LoadReport:
     """Load pending chunks with `settings.workers` connections in parallel (COPY into a hypertable is
-    bound by the server's CPU, so two streams use both cores)."""
+    bound by the server's CPU, so two streams use both cores). `should_stop` is asked between
+    chunks, so a signal lets the chunks in hand commit."""
     manifest = Manifest(settings.paths)
     report = LoadReport()
     with connect(settings.dsn) as conn:
@@ -66,7 +70,8 @@ def run_load(settings: LoadSettings, chunk_ids: set[str] | None = None) -> LoadR
         todo: queue.SimpleQueue[ManifestEvent] = queue.SimpleQueue()
         for event in pending(manifest, conn, chunk_ids):
             todo.put(event)
-    workers = [threading.Thread(target=_worker, args=(settings, todo, report), name=f"load-{i}")
+    workers = [threading.Thread(target=_worker, args=(settings, todo, report, should_stop, on_chunk),
+                                name=f"load-{i}")
                for i in range(settings.workers)]
     for worker in workers:
         worker.start()
@@ -77,22 +82,26 @@ def run_load(settings: LoadSettings, chunk_ids: set[str] | None = None) -> LoadR
     return report
 
 
-def _worker(settings: LoadSettings, todo: queue.SimpleQueue[ManifestEvent], report: LoadReport) -> None:
+def _worker(settings: LoadSettings, todo: queue.SimpleQueue[ManifestEvent], report: LoadReport,
+            should_stop: Callable[[], bool], on_chunk: Callable[[LoadResult], None] | None) -> None:
     try:
         with connect(settings.dsn) as conn:
             loader = TimescaleLoader(conn, settings.paths, settings.mapping, settings.batch_rows)
-            while True:
+            while not should_stop():
                 try:
                     event = todo.get_nowait()
                 except queue.Empty:
                     return
-                _load_one(loader, settings.paths, event, report)
+                result = _load_one(loader, settings.paths, event, report)
+                if result and on_chunk:
+                    on_chunk(result)
     except Exception as exc:  # surfaced by run_load in the calling thread
         with report.lock:
             report.errors.append(exc)
 
 
-def _load_one(loader: TimescaleLoader, paths: LakePaths, event: ManifestEvent, report: LoadReport) -> None:
+def _load_one(loader: TimescaleLoader, paths: LakePaths, event: ManifestEvent, report: LoadReport
+              ) -> LoadResult | None:
     with try_lock(paths.lock("load", event.chunk_id)) as locked:
         if not locked:
             result = LoadResult(event.chunk_id, 0, "skipped")
@@ -104,7 +113,8 @@ def _load_one(loader: TimescaleLoader, paths: LakePaths, event: ManifestEvent, r
                 log.error("%s", failure)
                 with report.lock:
                     report.failed[event.chunk_id] = failure.reason
-                return
+                return None
     with report.lock:
         getattr(report, result.action).append(event.chunk_id)
         report.rows += result.rows
+    return result

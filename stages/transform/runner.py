@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,27 +44,44 @@ class TransformReport:
     records: dict[str, int] = field(default_factory=lambda: {"in": 0, "standardized": 0, "quarantined": 0})
 
 
-def pending(manifest: Manifest, chunk_ids: set[str] | None = None) -> list[ManifestEvent]:
-    """Extracted chunks whose current raw file has no committed transform."""
+def pending(manifest: Manifest, rules_version: str, chunk_ids: set[str] | None = None, *,
+            retry_failed: bool = False, redo: frozenset[str] = frozenset()) -> list[ManifestEvent]:
+    """Extracted chunks whose current raw file has no committed transform, plus those in `redo`.
+    A chunk that failed on this raw file and these rules is not retried unless `retry_failed`
+    (a corrupt file fails the same way every time; watch mode must not loop on it)."""
     transformed = manifest.latest("transform")
+    failed = manifest.latest("transform", "failed")
     todo = []
     for chunk_id, extracted in manifest.latest("extract").items():
         if chunk_ids is not None and chunk_id not in chunk_ids:
             continue
-        raw = extracted.file("raw")
-        done = transformed.get(chunk_id)
-        if done is None or raw is None or raw.sha256 not in done.input_sha256:
-            todo.append(extracted)
+        inputs = _inputs(extracted)
+        done, failure = transformed.get(chunk_id), failed.get(chunk_id)
+        if chunk_id not in redo and done is not None and set(inputs) <= set(done.input_sha256):
+            continue
+        if (chunk_id not in redo and not retry_failed and failure is not None
+                and failure.input_sha256 == inputs and failure.rules_version == rules_version
+                and (done is None or failure.created_at > done.created_at)):
+            continue
+        todo.append(extracted)
     return todo
 
 
-def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None) -> TransformReport:
+def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None, *, retry_failed: bool = False,
+                  redo: frozenset[str] = frozenset(), should_stop: Callable[[], bool] = lambda: False,
+                  on_chunk: Callable[[ManifestEvent], None] | None = None) -> TransformReport:
+    """Transform pending chunks one by one; `should_stop` is asked between chunks (a signal lets the
+    chunk in hand finish)."""
     manifest = Manifest(settings.paths)
     report = TransformReport()
-    for extracted in pending(manifest, chunk_ids):
+    for extracted in pending(manifest, settings.rules_version, chunk_ids, retry_failed=retry_failed, redo=redo):
+        if should_stop():
+            break
         chunk_id = extracted.chunk_id
         with try_lock(settings.paths.lock("transform", chunk_id)) as locked:
-            if not locked or extracted not in pending(manifest, {chunk_id}):
+            still_pending = chunk_id in redo or extracted in pending(
+                manifest, settings.rules_version, {chunk_id}, retry_failed=retry_failed)
+            if not locked or not still_pending:
                 report.skipped.append(chunk_id)
                 continue
             try:
@@ -77,6 +95,8 @@ def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None
         report.transformed.append(chunk_id)
         for key in report.records:
             report.records[key] += event.records.get(key, 0)
+        if on_chunk:
+            on_chunk(event)
     return report
 
 
