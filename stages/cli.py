@@ -3,28 +3,48 @@ become one line on stderr and a non-zero exit; nothing here holds pipeline logic
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
 import threading
-from collections.abc import Callable
 from datetime import date
-from functools import wraps
-from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
-from lake.errors import ConfigError, HistError
-from lake.verify import verify_lake
-from schemas.config import JobConfig, describe_validation_error, load_config
+from lake.errors import ConfigError
+from schemas.config import JobConfig, describe_validation_error
 from schemas.secrets import Secret, mask_dsn
+from stages.cli_common import (
+    DEFAULT_CONFIG,
+    ApiOpt,
+    ChunkDaysOpt,
+    ConfigOpt,
+    DatasetOpt,
+    DryRunOpt,
+    EndOpt,
+    ForceOpt,
+    FormatOpt,
+    JobOpt,
+    MaxCostOpt,
+    OutputOpt,
+    SchemaOpt,
+    StartOpt,
+    StypeOpt,
+    SymbolsOpt,
+    YesOpt,
+    cli_errors,
+    orchestrator,
+    out,
+    output_format,
+    progress,
+)
+from stages.cli_lake import lake_app
+from stages.cli_quarantine import quarantine_app
+from stages.db_query import QueryRequest, run_query
 from stages.extract.runner import CostPolicy, ExtractReport
-from stages.lake_status import lake_status_table
 from stages.load.runner import LoadReport
+from stages.logs import configure_logging
 from stages.orchestrator import PipelineOrchestrator, database_url
+from stages.output import write_result
 from stages.transform.runner import TransformReport
 from stages.watch import Pass, stop_on_signals, watch
 
@@ -32,56 +52,23 @@ app = typer.Typer(help="Historical Databento data into TimescaleDB through a fil
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 stage_app = typer.Typer(help="Run one stage on its own.", no_args_is_help=True)
 db_app = typer.Typer(help="Database set-up.", no_args_is_help=True)
-lake_app = typer.Typer(help="Inspect the lake.", no_args_is_help=True)
 app.add_typer(stage_app, name="stage")
 app.add_typer(db_app, name="db")
 app.add_typer(lake_app, name="lake")
-
-out = Console(soft_wrap=True)
-DEFAULT_CONFIG = Path("configs/api_specific/databento_config.yaml")
-P = ParamSpec("P")
-R = TypeVar("R")
-
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="HIST_CONFIG", help="Config file.")]
-JobOpt = Annotated[str | None, typer.Option("--job", help="A job name from the config.")]
-ApiOpt = Annotated[str, typer.Option("--api", help="The vendor API (only 'databento').")]
-DatasetOpt = Annotated[str | None, typer.Option("--dataset", help="Dataset code, e.g. GLBX.MDP3.")]
-SchemaOpt = Annotated[str | None, typer.Option("--schema", help="Schema, e.g. ohlcv-1m.")]
-SymbolsOpt = Annotated[str | None, typer.Option("--symbols", help="Comma-separated symbols.")]
-StypeOpt = Annotated[str, typer.Option("--stype-in", "--stype_in", help="Input symbology type.")]
-StartOpt = Annotated[str | None, typer.Option("--start-date", "--start_date",
-                                              help="First UTC day, inclusive (YYYY-MM-DD).")]
-EndOpt = Annotated[str | None, typer.Option("--end-date", "--end_date",
-                                            help="Last UTC day, EXCLUSIVE (YYYY-MM-DD), as in Databento's API.")]
-ChunkDaysOpt = Annotated[int, typer.Option("--chunk-days", help="Days per chunk request.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Re-extract chunks already in the lake.")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and its cost; download nothing.")]
-MaxCostOpt = Annotated[float | None, typer.Option("--max-cost", help="Stop before downloading above this USD cost.")]
-YesOpt = Annotated[bool, typer.Option("--yes", help="Accept a cost above the limit.")]
-
-
-def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn hist's own errors into one line on stderr and exit code 1."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except HistError as exc:
-            typer.echo(f"error: {mask_dsn(str(exc))}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
-
+app.add_typer(quarantine_app, name="quarantine")
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every chunk.")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every lifecycle event.")] = False,
+         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and results.")] = False,
+         log_format: Annotated[str, typer.Option("--log-format", help="text, or json (one object per line; "
+                                                                      "implies lifecycle events).")] = "text"
+         ) -> None:
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter(f"'{log_format}' is not text or json", param_hint="--log-format")
+    configure_logging(verbose, quiet, log_format)  # type: ignore[arg-type]
+    out.quiet = quiet
 
 
-def _orchestrator(config: Path) -> PipelineOrchestrator:
-    return PipelineOrchestrator.from_config(load_config(config))
 
 
 def _job(orch: PipelineOrchestrator, job: str | None, api: str, dataset: str | None, schema: str | None,
@@ -126,9 +113,11 @@ def ingest(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt =
     Example: hist ingest --dataset GLBX.MDP3 --schema ohlcv-1m --symbols ESH4,NQH4
     --start-date 2024-01-02 --end-date 2024-01-04
     """
-    orch = _orchestrator(config)
+    orch = orchestrator(config)
     chosen = _job(orch, job, api, dataset, schema, symbols, stype_in, start_date, end_date, chunk_days)
-    extracted, transformed, loaded = orch.ingest(chosen, force=force, cost=_cost(orch, dry_run, max_cost, yes))
+    with progress(not dry_run) as hooks:
+        extracted, transformed, loaded = orch.ingest(chosen, force=force, cost=_cost(orch, dry_run, max_cost, yes),
+                                                     hooks=hooks)
     _print_extract(extracted, dry_run)
     if transformed is None or loaded is None:
         return
@@ -149,9 +138,10 @@ def stage_extract(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: A
 
     Example: hist stage extract --job es_nq_ohlcv_1m
     """
-    orch = _orchestrator(config)
+    orch = orchestrator(config)
     chosen = _job(orch, job, api, dataset, schema, symbols, stype_in, start_date, end_date, chunk_days)
-    report = orch.extract(chosen, force=force, cost=_cost(orch, dry_run, max_cost, yes))
+    with progress(not dry_run) as hooks:
+        report = orch.extract(chosen, force=force, cost=_cost(orch, dry_run, max_cost, yes), on_chunk=hooks.extract)
     _print_extract(report, dry_run)
     if report.failed:
         raise typer.Exit(1)
@@ -170,11 +160,12 @@ def stage_transform(config: ConfigOpt = DEFAULT_CONFIG, follow: FollowOpt = Fals
 
     Example: hist stage transform --follow
     """
-    orch = _orchestrator(config)
+    orch = orchestrator(config)
     if follow:
         _follow(orch, [lambda stop: _print_transform(orch.transform(should_stop=stop), quiet_if_idle=True)])
         return
-    report = orch.transform(retry_failed=retry_failed)
+    with progress() as hooks:
+        report = orch.transform(retry_failed=retry_failed, on_chunk=hooks.transform)
     _print_transform(report)
     if report.failed:
         raise typer.Exit(1)
@@ -192,12 +183,13 @@ def stage_load(config: ConfigOpt = DEFAULT_CONFIG, follow: FollowOpt = False,
 
     Example: hist stage load --all --db postgresql://postgres@127.0.0.1:55432/rebuilt
     """
-    orch = _orchestrator(config)
+    orch = orchestrator(config)
     dsn = Secret(db) if db else None
     if follow:
         _follow(orch, [lambda stop: _print_load(orch.load(dsn=dsn, should_stop=stop), quiet_if_idle=True)])
         return
-    report = orch.load(dsn=dsn)
+    with progress() as hooks:
+        report = orch.load(dsn=dsn, on_chunk=hooks.load)
     _print_load(report)
     if report.failed:
         raise typer.Exit(1)
@@ -211,7 +203,7 @@ def watch_command(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 
     Example: hist watch &  hist stage extract --job es_nq_trades
     """
-    orch = _orchestrator(config)
+    orch = orchestrator(config)
     _follow(orch, [lambda stop: _print_transform(orch.transform(should_stop=stop), quiet_if_idle=True),
                    lambda stop: _print_load(orch.load(should_stop=stop), quiet_if_idle=True)])
 
@@ -284,28 +276,24 @@ def db_init() -> None:
               + (f"applied {', '.join(applied)}" if applied else "up to date"))
 
 
-@lake_app.command("status")
+@app.command("query")
 @cli_errors
-def lake_status(config: ConfigOpt = DEFAULT_CONFIG) -> None:
-    """Chunks, records, bytes and failures per stage, from the manifest.
+def query_command(schema: Annotated[str, typer.Option("--schema", help="e.g. ohlcv-1m, trades.")],
+                  symbols: Annotated[str, typer.Option("--symbols", help="Comma-separated symbols or raw symbols.")],
+                  start_date: StartOpt = None, end_date: EndOpt = None, config: ConfigOpt = DEFAULT_CONFIG,
+                  interval: Annotated[str | None, typer.Option("--interval", help="Resample into bars: 30s, 5m, "
+                                                                                  "1h, 1d (time_bucket).")] = None,
+                  limit: Annotated[int | None, typer.Option("--limit")] = None,
+                  fmt: FormatOpt = "table", output: OutputOpt = None) -> None:
+    """Rows of one schema from TimescaleDB, optionally resampled. The end date is exclusive.
 
-    Example: HIST_LAKE=./lake_data hist lake status
+    Example: hist query --schema ohlcv-1m --symbols ESH4 --start-date 2024-01-02 --end-date 2024-01-03 --interval 1h
     """
-    orch = _orchestrator(config)
-    out.print(lake_status_table(orch.paths, os.environ.get("HIST_DATABASE_URL")))
+    from stages.load.database import connect
 
-
-@lake_app.command("verify")
-@cli_errors
-def lake_verify(config: ConfigOpt = DEFAULT_CONFIG) -> None:
-    """Re-hash every committed file against the manifest; exit 1 if any is missing or changed.
-
-    Example: HIST_LAKE=./lake_data hist lake verify
-    """
-    paths = _orchestrator(config).paths
-    checked, problems = verify_lake(paths)
-    for problem in problems:
-        typer.echo(f"{problem.problem}: {problem.path} (chunk {problem.chunk_id})", err=True)
-    out.print(f"verified {checked} files in {paths.root}: {len(problems)} missing or changed")
-    if problems:
-        raise typer.Exit(1)
+    orch = orchestrator(config)
+    request = QueryRequest(schema, [s.strip() for s in symbols.split(",") if s.strip()],
+                           _date(start_date, "--start-date"), _date(end_date, "--end-date"), interval, limit)
+    with connect(database_url(), attempts=2) as conn:
+        result = run_query(conn, orch.mapping, request)
+    write_result(result, output_format(fmt), output, out)

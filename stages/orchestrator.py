@@ -5,22 +5,34 @@ to the lake, so any of them can also run alone."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from lake.errors import ConfigError
-from lake.formats import ChunkSpec
+from lake.formats import ChunkSpec, ManifestEvent
 from lake.paths import LakePaths
 from schemas.config import HistConfig, JobConfig
 from schemas.mappings import MappingConfig, load_mappings, load_rules, rules_version
 from schemas.secrets import Secret
 from stages.extract.databento_adapter import DatabentoAdapter
 from stages.extract.runner import CostPolicy, ExtractReport, run_extract
+from stages.load.loader import LoadResult
 from stages.load.runner import LoadReport, LoadSettings, run_load
 from stages.transform.runner import TransformReport, TransformSettings, run_transform
 
 DEFAULT_LAKE = "lake_data"
+
+
+@dataclass(frozen=True)
+class ProgressHooks:
+    """Called after each committed chunk of each stage (progress bars, metrics)."""
+
+    extract: Callable[[ManifestEvent], None] | None = None
+    transform: Callable[[ManifestEvent], None] | None = None
+    load: Callable[[LoadResult], None] | None = None
 
 
 @dataclass
@@ -36,17 +48,19 @@ class PipelineOrchestrator:
 
     def plan(self, job: JobConfig) -> list[ChunkSpec]:
         source_schema = self.mapping.schema_mapping(job.schema_).source_schema
-        return self.adapter().plan(job, source_schema)
+        return self.adapter.plan(job, source_schema)
 
+    @cached_property
     def adapter(self) -> DatabentoAdapter:
         key = Secret(os.environ.get(self.config.api.key_env_var, ""))
         gateway = os.environ.get("DATABENTO_GATEWAY") or self.config.api.gateway
         return DatabentoAdapter(key, gateway, self.config.retry_policy)
 
-    def extract(self, job: JobConfig, force: bool = False, cost: CostPolicy | None = None) -> ExtractReport:
+    def extract(self, job: JobConfig, force: bool = False, cost: CostPolicy | None = None,
+                on_chunk: Callable[[ManifestEvent], None] | None = None) -> ExtractReport:
         cost = cost or CostPolicy(max_cost_usd=self.config.max_cost_usd)
-        return run_extract(self.adapter(), self.paths, self.plan(job),
-                           max_concurrency=self.config.max_concurrency, force=force, cost=cost)
+        return run_extract(self.adapter, self.paths, self.plan(job), max_concurrency=self.config.max_concurrency,
+                           force=force, cost=cost, on_chunk=on_chunk)
 
     def transform_settings(self) -> TransformSettings:
         rule_paths = self.config.validation_schema_paths
@@ -66,14 +80,16 @@ class PipelineOrchestrator:
                                 self.config.load_workers)
         return run_load(settings, chunk_ids, **options)
 
-    def ingest(self, job: JobConfig, force: bool = False, cost: CostPolicy | None = None
-               ) -> tuple[ExtractReport, TransformReport | None, LoadReport | None]:
+    def ingest(self, job: JobConfig, force: bool = False, cost: CostPolicy | None = None,
+               hooks: ProgressHooks | None = None) -> tuple[ExtractReport, TransformReport | None, LoadReport | None]:
         """All three stages for one job, limited to that job's chunks (only the plan on a dry run)."""
+        hooks = hooks or ProgressHooks()
         chunk_ids = {c.chunk_id for c in self.plan(job)}
-        extracted = self.extract(job, force=force, cost=cost)
+        extracted = self.extract(job, force=force, cost=cost, on_chunk=hooks.extract)
         if cost is not None and cost.dry_run:
             return extracted, None, None
-        return extracted, self.transform(chunk_ids), self.load(chunk_ids)
+        return (extracted, self.transform(chunk_ids, on_chunk=hooks.transform),
+                self.load(chunk_ids, on_chunk=hooks.load))
 
 
 def database_url() -> Secret:

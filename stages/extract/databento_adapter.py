@@ -72,8 +72,9 @@ class DatabentoAdapter(BaseAdapter):
 
         def on_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            log.warning("chunk %s: attempt %d failed (%s); retrying", chunk.chunk_id,
-                        state.attempt_number, exc)
+            log.warning("chunk %s: attempt %d failed (%s); retrying", chunk.chunk_id, state.attempt_number, exc,
+                        extra={"event": "retried", "stage": "extract", "chunk_id": chunk.chunk_id,
+                               "attempt": state.attempt_number})
 
         return with_retries(self.retry_policy, attempt, on_retry)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -46,7 +47,8 @@ class ExtractReport:
 
 
 def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec], *, max_concurrency: int = 4,
-                force: bool = False, cost: CostPolicy | None = None) -> ExtractReport:
+                force: bool = False, cost: CostPolicy | None = None,
+                on_chunk: Callable[[ManifestEvent], None] | None = None) -> ExtractReport:
     """Fetch and commit each chunk not already committed (all of them with `force`), after the cost
     guard has seen the vendor's estimate."""
     cost = cost or CostPolicy()
@@ -63,6 +65,8 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
             for chunk in reusable:
                 _reuse(manifest, bought[chunk.source_key], chunk, report)
     report.estimate = adapter.estimate(todo) if todo else CostEstimate()
+    log.info("extract started: %d chunks planned, %d to download, estimated $%.4f", len(chunks), len(todo),
+             report.estimate.usd, extra={"event": "stage_started", "stage": "extract"})
     if cost.dry_run:
         return report
     limit = cost.max_cost_usd
@@ -71,7 +75,7 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
             f"estimated cost ${report.estimate.usd:,.4f} for {len(todo)} chunks exceeds max_cost_usd "
             f"${limit:,.4f}; nothing was downloaded (rerun with --yes to accept, or --dry-run to see the plan)")
     with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="extract") as pool:
-        outcomes = list(pool.map(lambda c: _extract_one(adapter, paths, manifest, c, force), todo))
+        outcomes = list(pool.map(lambda c: _extract_one(adapter, paths, manifest, c, force, on_chunk), todo))
     for chunk, outcome in zip(todo, outcomes, strict=True):
         if isinstance(outcome, ManifestEvent):
             report.extracted.append(chunk.chunk_id)
@@ -82,6 +86,8 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
             report.skipped.append(chunk.chunk_id)
         else:
             report.failed[chunk.chunk_id] = outcome
+    log.info("extract finished: %d extracted, %d failed", len(report.extracted), len(report.failed),
+             extra={"event": "stage_finished", "stage": "extract"})
     return report
 
 
@@ -90,11 +96,12 @@ def _reuse(manifest: Manifest, bought: ManifestEvent, chunk: ChunkSpec, report: 
     recorded for this chunk too instead of being downloaded again."""
     manifest.record("extract", chunk, files=bought.files, records=bought.records)
     report.reused.append(chunk.chunk_id)
-    log.info("chunk %s reuses the raw file of chunk %s", chunk.chunk_id, bought.chunk_id)
+    log.info("chunk %s reuses the raw file of chunk %s", chunk.chunk_id, bought.chunk_id,
+             extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id})
 
 
-def _extract_one(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, chunk: ChunkSpec,
-                 force: bool) -> ManifestEvent | str | None:
+def _extract_one(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, chunk: ChunkSpec, force: bool,
+                 on_chunk: Callable[[ManifestEvent], None] | None) -> ManifestEvent | str | None:
     """The committed event, None when another process holds or has just committed the chunk, or the
     failure reason."""
     with try_lock(paths.lock("extract", chunk.chunk_id)) as locked:
@@ -114,11 +121,15 @@ def _extract_one(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, chu
         except HistError as exc:
             reason = str(exc)
             manifest.record("extract", chunk, error=reason)
-            log.error("extract failed for chunk %s: %s", chunk.chunk_id, reason)
+            log.error("extract failed for chunk %s: %s", chunk.chunk_id, reason,
+                      extra={"event": "chunk_failed", "stage": "extract", "chunk_id": chunk.chunk_id})
             return reason
         finally:
             temp.unlink(missing_ok=True)
             sidecar.unlink(missing_ok=True)
         event = manifest.record("extract", chunk, files=files, records={"records": records})
-        log.info("extracted chunk %s: %d records, %d bytes", chunk.chunk_id, records, files[0].bytes)
+        log.info("extracted chunk %s: %d records, %d bytes", chunk.chunk_id, records, files[0].bytes,
+                 extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id, "records": records})
+        if on_chunk:
+            on_chunk(event)
         return event

@@ -76,7 +76,8 @@ class TimescaleLoader:
                 (source_sha, event.event_id, rows, chunk.chunk_id),
             )
         action = "replaced" if previous else "loaded"
-        log.info("%s chunk %s: %d rows into %s", action, chunk.chunk_id, rows, kind.table)
+        log.info("%s chunk %s: %d rows into %s", action, chunk.chunk_id, rows, kind.table,
+                 extra={"event": "chunk_committed", "stage": "load", "chunk_id": chunk.chunk_id, "rows": rows})
         return LoadResult(chunk.chunk_id, rows, action)
 
     def _lock_days(self, table: str, event: ManifestEvent) -> None:

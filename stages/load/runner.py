@@ -110,7 +110,7 @@ def _load_one(loader: TimescaleLoader, paths: LakePaths, event: ManifestEvent, r
                 result = loader.load_chunk(event)
             except (psycopg.DataError, psycopg.IntegrityError, OSError) as exc:
                 failure = ChunkFailed(event.chunk_id, "load", f"{type(exc).__name__}: {exc}".splitlines()[0])
-                log.error("%s", failure)
+                log.error("%s", failure, extra={"event": "chunk_failed", "stage": "load", "chunk_id": event.chunk_id})
                 with report.lock:
                     report.failed[event.chunk_id] = failure.reason
                 return None

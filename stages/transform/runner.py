@@ -90,7 +90,7 @@ def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None
                 manifest.record("transform", extracted.chunk, input_sha256=_inputs(extracted),
                                 error=exc.reason, rules_version=settings.rules_version)
                 report.failed[chunk_id] = exc.reason
-                log.error("%s", exc)
+                log.error("%s", exc, extra={"event": "chunk_failed", "stage": "transform", "chunk_id": chunk_id})
                 continue
         report.transformed.append(chunk_id)
         for key in report.records:
@@ -163,7 +163,13 @@ def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted:
         event = manifest.record("transform", chunk, files=files, input_sha256=(raw.sha256,),
                                 records=counts, rules_version=settings.rules_version)
         log.info("transformed chunk %s: %d in, %d standardized, %d quarantined", chunk.chunk_id,
-                 counts["in"], counts["standardized"], counts["quarantined"])
+                 counts["in"], counts["standardized"], counts["quarantined"],
+                 extra={"event": "chunk_committed", "stage": "transform", "chunk_id": chunk.chunk_id,
+                        "records": counts["in"]})
+        if counts["quarantined"]:
+            log.warning("chunk %s: %d rows quarantined", chunk.chunk_id, counts["quarantined"],
+                        extra={"event": "quarantined", "stage": "transform", "chunk_id": chunk.chunk_id,
+                               "rows": counts["quarantined"]})
         return event
     finally:
         con.close()

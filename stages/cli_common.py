@@ -1,0 +1,101 @@
+"""What every `hist` command shares: the console, option types, the error boundary and the
+orchestrator built from the config."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from lake.errors import HistError
+from schemas.config import load_config
+from schemas.secrets import mask_dsn
+from stages.orchestrator import PipelineOrchestrator, ProgressHooks
+from stages.output import OutputFormat
+
+out = Console(soft_wrap=True)
+DEFAULT_CONFIG = Path("configs/api_specific/databento_config.yaml")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="HIST_CONFIG", help="Config file.")]
+JobOpt = Annotated[str | None, typer.Option("--job", help="A job name from the config.")]
+ApiOpt = Annotated[str, typer.Option("--api", help="The vendor API (only 'databento').")]
+DatasetOpt = Annotated[str | None, typer.Option("--dataset", help="Dataset code, e.g. GLBX.MDP3.")]
+SchemaOpt = Annotated[str | None, typer.Option("--schema", help="Schema, e.g. ohlcv-1m.")]
+SymbolsOpt = Annotated[str | None, typer.Option("--symbols", help="Comma-separated symbols.")]
+StypeOpt = Annotated[str, typer.Option("--stype-in", "--stype_in", help="Input symbology type.")]
+StartOpt = Annotated[str | None, typer.Option("--start-date", "--start_date",
+                                              help="First UTC day, inclusive (YYYY-MM-DD).")]
+EndOpt = Annotated[str | None, typer.Option("--end-date", "--end_date",
+                                            help="Last UTC day, EXCLUSIVE (YYYY-MM-DD), as in Databento's API.")]
+ChunkDaysOpt = Annotated[int, typer.Option("--chunk-days", help="Days per chunk request.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Re-extract chunks already in the lake.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and its cost; download nothing.")]
+MaxCostOpt = Annotated[float | None, typer.Option("--max-cost", help="Stop before downloading above this USD cost.")]
+YesOpt = Annotated[bool, typer.Option("--yes", help="Accept a cost above the limit.")]
+
+
+def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn hist's own errors into one line on stderr and exit code 1."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except HistError as exc:
+            typer.echo(f"error: {mask_dsn(str(exc))}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (needed for parquet).")]
+
+
+def output_format(value: str) -> OutputFormat:
+    if value not in ("table", "csv", "json", "parquet"):
+        raise typer.BadParameter(f"'{value}' is not one of table, csv, json, parquet", param_hint="--format")
+    return value  # type: ignore[return-value]
+
+
+def orchestrator(config: Path) -> PipelineOrchestrator:
+    return PipelineOrchestrator.from_config(load_config(config))
+
+
+@contextmanager
+def progress(enabled: bool = True) -> Iterator[ProgressHooks]:
+    """Rich progress bars on stderr for each stage (chunks, bytes or records, rate), shown only on a
+    terminal and without --quiet."""
+    console = Console(stderr=True)
+    if not enabled or out.quiet or not console.is_terminal:
+        yield ProgressHooks()
+        return
+    columns = (TextColumn("{task.description:<9}"), BarColumn(), TextColumn("{task.fields[chunks]} chunks"),
+               TextColumn("{task.completed:>12,.0f} {task.fields[unit]}"), TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bars:
+        tasks: dict[str, TaskID] = {}
+        lock = threading.Lock()
+
+        def tick(stage: str, unit: str, amount: int) -> None:
+            with lock:
+                if stage not in tasks:
+                    tasks[stage] = bars.add_task(stage, total=None, chunks=0, unit=unit, rate="")
+                task = bars.tasks[tasks[stage]]
+                bars.update(tasks[stage], advance=amount, chunks=task.fields["chunks"] + 1,
+                            rate=f"{task.speed:,.0f} {unit}/s" if task.speed else "")
+
+        yield ProgressHooks(
+            extract=lambda e: tick("extract", "bytes", sum(f.bytes for f in e.files if f.role == "raw")),
+            transform=lambda e: tick("transform", "records", e.records.get("in", 0)),
+            load=lambda r: tick("load", "rows", r.rows),
+        )

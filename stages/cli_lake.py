@@ -1,0 +1,71 @@
+"""`hist lake ...`: look into the lake: status per stage, integrity, and DuckDB SQL over ready-made views."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import duckdb
+import typer
+
+from lake.errors import ConfigError
+from lake.verify import verify_lake
+from stages.cli_common import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    FormatOpt,
+    OutputOpt,
+    cli_errors,
+    orchestrator,
+    out,
+    output_format,
+)
+from stages.lake_status import lake_status_table
+from stages.lake_views import lake_connection
+from stages.output import write_result
+
+lake_app = typer.Typer(help="Inspect the lake.", no_args_is_help=True)
+
+
+@lake_app.command("status")
+@cli_errors
+def lake_status(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Chunks, records, bytes and failures per stage, from the manifest.
+
+    Example: HIST_LAKE=./lake_data hist lake status
+    """
+    orch = orchestrator(config)
+    out.print(lake_status_table(orch.paths, os.environ.get("HIST_DATABASE_URL")))
+
+
+@lake_app.command("verify")
+@cli_errors
+def lake_verify(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Re-hash every committed file against the manifest; exit 1 if any is missing or changed.
+
+    Example: HIST_LAKE=./lake_data hist lake verify
+    """
+    paths = orchestrator(config).paths
+    checked, problems = verify_lake(paths)
+    for problem in problems:
+        typer.echo(f"{problem.problem}: {problem.path} (chunk {problem.chunk_id})", err=True)
+    out.print(f"verified {checked} files in {paths.root}: {len(problems)} missing or changed")
+    if problems:
+        raise typer.Exit(1)
+
+
+@lake_app.command("query")
+@cli_errors
+def lake_query(query: Annotated[str, typer.Argument(help="DuckDB SQL over the lake's views.")],
+               config: ConfigOpt = DEFAULT_CONFIG, fmt: FormatOpt = "table", output: OutputOpt = None) -> None:
+    """DuckDB SQL over the lake. Views: manifest, raw_files, each standardized table (ohlcv_data,
+    trades_data, ...) and each quarantine table (quarantine_ohlcv_data, ...).
+
+    Example: hist lake query "SELECT symbol, count(*) FROM trades_data GROUP BY 1" --format csv
+    """
+    con = lake_connection(orchestrator(config).paths)
+    try:
+        result = con.sql(query).to_arrow_table()
+    except duckdb.Error as exc:
+        raise ConfigError(f"query failed: {str(exc).splitlines()[0]}") from None
+    write_result(result, output_format(fmt), output, out)

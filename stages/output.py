@@ -1,0 +1,46 @@
+"""Writing a result table as a terminal table, CSV, JSON lines or Parquet."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+from lake.errors import ConfigError
+
+OutputFormat = Literal["table", "csv", "json", "parquet"]
+
+
+def write_result(result: pa.Table, fmt: OutputFormat, output: Path | None, console: Console,
+                 max_rows: int = 200) -> None:
+    if fmt == "parquet":
+        if output is None:
+            raise ConfigError("--format parquet needs --output FILE")
+        pq.write_table(result, output)
+        console.print(f"wrote {result.num_rows:,} rows to {output}")
+    elif fmt == "csv":
+        target = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+        pa_csv.write_csv(result, target)
+        target.flush()
+    elif fmt == "json":
+        lines = "".join(json.dumps(row, default=str) + "\n" for row in result.to_pylist())
+        if output:
+            output.write_text(lines)
+        else:
+            sys.stdout.write(lines)
+    else:
+        table = Table(*result.column_names)
+        cells = [["" if v is None else str(v) for v in row.values()] for row in result.slice(0, max_rows).to_pylist()]
+        for row in cells:
+            table.add_row(*row)
+        widths = [max([len(name), *(len(r[i]) for r in cells)]) + 3 for i, name in enumerate(result.column_names)]
+        console.print(table, width=None if console.is_terminal else max(80, sum(widths) + 1))
+        if result.num_rows > max_rows:
+            console.print(f"... {result.num_rows - max_rows:,} more rows (use --format csv or json for all)")
