@@ -7,14 +7,15 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from lake.atomic import temp_path_for
 from lake.commit import commit_into_lake
 from lake.errors import HistError, TerminalError
 from lake.formats import ChunkSpec, ManifestEvent
 from lake.locks import try_lock
 from lake.manifest import Manifest
 from lake.paths import LakePaths
+from lake.scratch import chunk_scratch
 from stages.extract.base import BaseAdapter, CostEstimate
 
 log = logging.getLogger(__name__)
@@ -107,29 +108,31 @@ def _extract_one(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, chu
     with try_lock(paths.lock("extract", chunk.chunk_id)) as locked:
         if not locked or (not force and chunk.chunk_id in manifest.latest("extract")):
             return None
-        temp = temp_path_for(paths.tmp / f"{chunk.chunk_id}.dbn.zst")
-        sidecar = temp.with_suffix(".json")
-        try:
-            records = adapter.fetch(chunk, temp)
-            files = []
-            raw_symbols = adapter.raw_symbols(chunk, temp)
-            if raw_symbols is not None:
-                sidecar.write_text(json.dumps(raw_symbols, sort_keys=True))
-                files.append(commit_into_lake(paths, sidecar, "symbology", len(raw_symbols),
-                                              lambda sha: paths.raw(chunk, sha, ".symbology.json")))
-            files.insert(0, commit_into_lake(paths, temp, "raw", records, lambda sha: paths.raw(chunk, sha)))
-        except HistError as exc:
-            reason = str(exc)
-            manifest.record("extract", chunk, error=reason)
-            log.error("extract failed for chunk %s: %s", chunk.chunk_id, reason,
-                      extra={"event": "chunk_failed", "stage": "extract", "chunk_id": chunk.chunk_id})
-            return reason
-        finally:
-            temp.unlink(missing_ok=True)
-            sidecar.unlink(missing_ok=True)
-        event = manifest.record("extract", chunk, files=files, records={"records": records})
-        log.info("extracted chunk %s: %d records, %d bytes", chunk.chunk_id, records, files[0].bytes,
-                 extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id, "records": records})
-        if on_chunk:
-            on_chunk(event)
-        return event
+        with chunk_scratch(paths, "extract", chunk.chunk_id) as scratch:
+            return _fetch_and_commit(adapter, paths, manifest, chunk, scratch, on_chunk)
+
+
+def _fetch_and_commit(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, chunk: ChunkSpec, scratch: Path,
+                      on_chunk: Callable[[ManifestEvent], None] | None) -> ManifestEvent | str:
+    temp, sidecar = scratch / "download.dbn.zst", scratch / "symbology.json"
+    try:
+        records = adapter.fetch(chunk, temp)
+        files = []
+        raw_symbols = adapter.raw_symbols(chunk, temp)
+        if raw_symbols is not None:
+            sidecar.write_text(json.dumps(raw_symbols, sort_keys=True))
+            files.append(commit_into_lake(paths, sidecar, "symbology", len(raw_symbols),
+                                          lambda sha: paths.raw(chunk, sha, ".symbology.json")))
+        files.insert(0, commit_into_lake(paths, temp, "raw", records, lambda sha: paths.raw(chunk, sha)))
+    except HistError as exc:
+        reason = str(exc)
+        manifest.record("extract", chunk, error=reason)
+        log.error("extract failed for chunk %s: %s", chunk.chunk_id, reason,
+                  extra={"event": "chunk_failed", "stage": "extract", "chunk_id": chunk.chunk_id})
+        return reason
+    event = manifest.record("extract", chunk, files=files, records={"records": records})
+    log.info("extracted chunk %s: %d records, %d bytes", chunk.chunk_id, records, files[0].bytes,
+             extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id, "records": records})
+    if on_chunk:
+        on_chunk(event)
+    return event

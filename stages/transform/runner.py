@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -18,9 +19,10 @@ from lake.formats import FileRef, ManifestEvent
 from lake.locks import try_lock
 from lake.manifest import Manifest
 from lake.paths import LakePaths
+from lake.scratch import chunk_scratch
 from schemas.mappings import MappingConfig, Rules
 from stages.transform.decode import RawSymbols, day_ns, iter_batches, open_store, symbology_table
-from stages.transform.rule_engine import RuleEngine
+from stages.transform.rule_engine import RuleEngine, sql_literal
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,8 @@ def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None
                 report.skipped.append(chunk_id)
                 continue
             try:
-                event = transform_chunk(settings, manifest, extracted)
+                with chunk_scratch(settings.paths, "transform", chunk_id) as scratch:
+                    event = transform_chunk(settings, manifest, extracted, scratch)
             except ChunkFailed as exc:
                 manifest.record("transform", extracted.chunk, input_sha256=_inputs(extracted),
                                 error=exc.reason, rules_version=settings.rules_version)
@@ -105,15 +108,18 @@ def _inputs(extracted: ManifestEvent) -> tuple[str, ...]:
     return (raw.sha256,) if raw else ()
 
 
-def transform_chunk(settings: TransformSettings, manifest: Manifest, extracted: ManifestEvent) -> ManifestEvent:
+def transform_chunk(settings: TransformSettings, manifest: Manifest, extracted: ManifestEvent,
+                    scratch: Path) -> ManifestEvent:
+    """Transform one chunk, writing in-flight files under `scratch` (the caller holds the chunk's lock)."""
     try:
-        return _transform_chunk(settings, manifest, extracted)
+        return _transform_chunk(settings, manifest, extracted, scratch)
     except duckdb.Error as exc:  # a rule or mapping the data cannot satisfy fails this chunk only
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise ChunkFailed(extracted.chunk_id, "transform", reason) from exc
 
 
-def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted: ManifestEvent) -> ManifestEvent:
+def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted: ManifestEvent,
+                     scratch: Path) -> ManifestEvent:
     chunk = extracted.chunk
     raw = extracted.file("raw")
     if raw is None:
@@ -122,12 +128,10 @@ def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted:
     if not raw_path.exists():
         raise ChunkFailed(chunk.chunk_id, "transform", f"raw file {raw.path} is missing from the lake")
     kind = settings.mapping.kind_for(chunk.schema_)
-    settings.paths.tmp.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(config={"memory_limit": settings.duckdb_memory_limit,
                                  "threads": settings.duckdb_threads,
-                                 "temp_directory": str(settings.paths.tmp / "duckdb"),
+                                 "temp_directory": str(scratch / "duckdb"),
                                  "preserve_insertion_order": False})
-    temps: list[Path] = []
     try:
         try:
             store = open_store(raw_path)
@@ -145,19 +149,13 @@ def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted:
             counts["filtered"] = records_in - con.execute("SELECT count(*) FROM mapped").fetchone()[0]  # type: ignore[index]
             con.execute(f"CREATE TEMP TABLE checked AS {compiled.checked}")
             for role, query in (("standardized", compiled.standardized), ("quarantine", compiled.quarantine)):
-                count = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]  # type: ignore[index]
+                temp = scratch / f"{role}.parquet"
+                count = con.execute(f"COPY ({query}) TO {sql_literal(str(temp))} (FORMAT parquet,"
+                                    " COMPRESSION zstd, ROW_GROUP_SIZE 122880)").fetchone()[0]  # type: ignore[index]
                 counts["quarantined" if role == "quarantine" else "standardized"] = count
-                if count == 0:
-                    continue
-                temp = settings.paths.tmp / f".tmp-{chunk.chunk_id}-{role}.parquet"
-                temps.append(temp)
-                temp.unlink(missing_ok=True)
-                con.execute(f"COPY ({query}) TO '{temp}' (FORMAT parquet, COMPRESSION zstd,"
-                            f" ROW_GROUP_SIZE 122880)")
-                files.append(commit_into_lake(
-                    settings.paths, temp, role, count,  # type: ignore[arg-type]
-                    lambda sha, r=role: settings.paths.table_file(r, kind.table, chunk, sha),  # type: ignore[misc]
-                ))
+                if count:
+                    files.append(commit_into_lake(settings.paths, temp, role, count,  # type: ignore[arg-type]
+                                                  partial(settings.paths.table_file, role, kind.table, chunk)))
             for rule, n in con.execute(compiled.warnings).fetchall():
                 counts[f"warn:{rule}"] = int(n)
         event = manifest.record("transform", chunk, files=files, input_sha256=(raw.sha256,),
@@ -173,8 +171,6 @@ def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted:
         return event
     finally:
         con.close()
-        for temp in temps:
-            temp.unlink(missing_ok=True)
 
 
 def _load_source(con: duckdb.DuckDBPyConnection, store: DBNStore, batch_records: int

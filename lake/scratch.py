@@ -1,0 +1,26 @@
+"""Per-chunk scratch folders for in-flight work (downloads, Parquet being written, DuckDB spills).
+
+Only the holder of a chunk's stage lock uses `tmp/<stage>/<chunk_id>/`, so whatever is there when the
+lock is taken was left by a process that died (SIGKILL runs no cleanup) and is wiped first."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from lake.formats import Stage
+from lake.paths import LakePaths
+
+
+@contextlib.contextmanager
+def chunk_scratch(paths: LakePaths, stage: Stage, chunk_id: str) -> Iterator[Path]:
+    """A clean scratch folder for one chunk, removed afterwards. Call it holding the chunk's lock."""
+    folder = paths.tmp / stage / chunk_id
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
