@@ -23,6 +23,9 @@ demo: $(BIN)/.installed timescaledb
 test: $(BIN)/.installed timescaledb
 	$(BIN)/pytest -q
 
+bench: $(BIN)/.installed timescaledb
+	$(BIN)/python tools/bench.py
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
