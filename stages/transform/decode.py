@@ -83,7 +83,20 @@ def symbology_table(store: DBNStore, raw_symbols: RawSymbols | None = None) -> p
                 pieces = [(max(s, start), min(e, end), raw) for s, e, raw in (raw_symbols or {}).get(iid, [])
                           if s < end and e > start] or [(start, end, None)]
                 rows.extend(_row(iid, s, e, in_symbol, raw) for s, e, raw in pieces)
-    return pa.Table.from_pylist(rows, schema=SYMBOLOGY_SCHEMA)
+    return pa.Table.from_pylist(_without_overlaps(rows), schema=SYMBOLOGY_SCHEMA)
+
+
+def _without_overlaps(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """At most one interval per instrument and moment (the first by symbol wins), so joining on it
+    never duplicates a record."""
+    kept: list[dict[str, object]] = []
+    last_end: dict[object, int] = {}
+    for row in sorted(rows, key=lambda r: (r["instrument_id"], r["start_ns"], str(r["symbol"]))):
+        start = max(int(row["start_ns"]), last_end.get(row["instrument_id"], int(row["start_ns"])))  # type: ignore[call-overload]
+        if start < int(row["end_ns"]):  # type: ignore[call-overload]
+            kept.append({**row, "start_ns": start})
+            last_end[row["instrument_id"]] = int(row["end_ns"])  # type: ignore[call-overload]
+    return kept
 
 
 def _row(iid: int, start: int, end: int, symbol: str, raw: str | None) -> dict[str, object]:

@@ -71,11 +71,13 @@ def conversion_sql(column: ColumnMapping, dataset: str, interval: str | None, so
 
 @dataclass(frozen=True)
 class CompiledTransform:
-    """The SQL for one chunk: `mapped` builds standardized rows; `checked` adds the names of the
-    failed rules; `standardized`, `quarantine` and `warnings` read `checked`."""
+    """The SQL for one chunk. `setup` runs first, in order: it materializes `mapped` (standardized
+    columns, `rec_seq`, an identity hash), `dups` (the occurrence number of records whose identity
+    repeats, which is rare, so the window runs over few rows) and the `checked` view (adds
+    `dup_ordinal` and `passed`). `standardized`, `quarantine` and `warnings` read `checked`; failed
+    rule names are listed only for rows that failed."""
 
-    mapped: str
-    checked: str
+    setup: tuple[str, ...]
     standardized: str
     quarantine: str
     warnings: str
@@ -95,30 +97,34 @@ class RuleEngine:
             f"{conversion_sql(col, dataset, schema_mapping.interval, types.get(col.source or ''))} AS {quoted(name)}"
             for name, col in kind.columns.items()
         )
-        identity = ", ".join(quoted(c) for c in kind.identity)
         index_ts = f"src.{quoted(kind.index_ts)}"
         where = f"WHERE {kind.keep_if}" if kind.keep_if else ""
-        mapped = (
-            f"SELECT *, CAST(row_number() OVER (PARTITION BY {identity} ORDER BY rec_seq) - 1 AS INTEGER)"
-            f" AS dup_ordinal FROM (\n SELECT {select},\n  src.rec_seq AS rec_seq\n FROM src LEFT JOIN sym"
+        mapped = (  # `sym` holds non-overlapping intervals, so the join matches at most once
+            f"CREATE TEMP TABLE mapped AS SELECT *, hash({', '.join(quoted(c) for c in kind.identity)})"
+            f" AS identity_hash FROM (\n SELECT {select},\n  src.rec_seq AS rec_seq\n FROM src LEFT JOIN sym"
             f" ON sym.instrument_id = src.instrument_id AND {index_ts} >= sym.start_ns AND {index_ts} < sym.end_ns\n"
-            f" {where}\n QUALIFY row_number() OVER (PARTITION BY src.rec_seq ORDER BY sym.symbol) = 1)"
-        )
+            f" {where})")
+        dups = ("CREATE TEMP TABLE dups AS SELECT rec_seq, CAST(row_number() OVER (PARTITION BY identity_hash"
+                " ORDER BY rec_seq) - 1 AS INTEGER) AS dup_ordinal FROM mapped WHERE identity_hash IN"
+                " (SELECT identity_hash FROM mapped GROUP BY 1 HAVING count(*) > 1)")
         rules = self.rules.by_kind.get(schema_mapping.record, [])
-        checked = (f"SELECT *, {self._failed(rules, 'quarantine', start_ns, end_ns)} AS failed_rules,"
-                   f" {self._failed(rules, 'warn', start_ns, end_ns)} AS warned_rules FROM mapped")
+        quarantine_rules = [r for r in rules if r.severity == "quarantine"]
+        warn_rules = [r for r in rules if r.severity == "warn"]
+        checked = (f"CREATE TEMP VIEW checked AS SELECT m.* EXCLUDE (identity_hash), coalesce(d.dup_ordinal, 0)"
+                   f" AS dup_ordinal, {self._passes(quarantine_rules, start_ns, end_ns)} AS passed"
+                   f" FROM mapped m LEFT JOIN dups d USING (rec_seq)")
         out = ", ".join(quoted(c) for c in (*kind.columns, "dup_ordinal"))
-        order = f"{quoted(kind.time_column)}, rec_seq"
-        good = f"SELECT {out}, rec_seq FROM checked WHERE len(failed_rules) = 0"
+        good = f"SELECT {out}, rec_seq FROM checked WHERE passed"
         standardized = (self._resampled(kind, good, schema_mapping.resample_seconds)
-                        if schema_mapping.resample_seconds else f"SELECT {out} FROM ({good}) ORDER BY {order}")
+                        if schema_mapping.resample_seconds else f"SELECT {out} FROM checked WHERE passed")
+        failed = self._failed(quarantine_rules, start_ns, end_ns)
         return CompiledTransform(
-            mapped=mapped,
-            checked=checked,
+            setup=(mapped, dups, checked),
             standardized=standardized,
-            quarantine=(f"SELECT {out}, failed_rules[1] AS rule, failed_rules, rec_seq FROM checked"
-                        f" WHERE len(failed_rules) > 0 ORDER BY {order}"),
-            warnings=("SELECT rule, count(*) AS n FROM (SELECT unnest(warned_rules) AS rule FROM checked)"
+            quarantine=(f"SELECT {out}, failed_rules[1] AS rule, failed_rules, rec_seq FROM (SELECT *, {failed}"
+                        f" AS failed_rules FROM checked WHERE NOT passed) ORDER BY rec_seq"),
+            warnings=(f"SELECT rule, count(*) AS n FROM (SELECT unnest({self._failed(warn_rules, start_ns, end_ns)})"
+                      f" AS rule FROM checked WHERE NOT {self._passes(warn_rules, start_ns, end_ns)})"
                       " GROUP BY rule ORDER BY rule"),
         )
 
@@ -144,13 +150,16 @@ class RuleEngine:
         return (f"SELECT {', '.join(select)} FROM (SELECT *, ts_event_ns - ts_event_ns % {bucket_ns} AS bucket"
                 f" FROM ({good})) GROUP BY bucket, {', '.join(keys)} ORDER BY ts_event_ns, instrument_id")
 
-    def _failed(self, rules: list[Rule], severity: str, start_ns: int, end_ns: int) -> str:
+    def _check(self, rule: Rule, start_ns: int, end_ns: int) -> str:
         params = {name: sql_literal(value) for name, value in self.rules.params.items()}
-        items = [
-            f"CASE WHEN coalesce(({r.check.format(start_ns=start_ns, end_ns=end_ns, **params)}), false) THEN NULL"
-            f" ELSE {sql_literal(r.name)} END"
-            for r in rules if r.severity == severity
-        ]
+        return f"coalesce(({rule.check.format(start_ns=start_ns, end_ns=end_ns, **params)}), false)"
+
+    def _passes(self, rules: list[Rule], start_ns: int, end_ns: int) -> str:
+        return "(" + " AND ".join(self._check(r, start_ns, end_ns) for r in rules) + ")" if rules else "true"
+
+    def _failed(self, rules: list[Rule], start_ns: int, end_ns: int) -> str:
+        items = [f"CASE WHEN {self._check(r, start_ns, end_ns)} THEN NULL ELSE {sql_literal(r.name)} END"
+                 for r in rules]
         if not items:
             return "CAST([] AS VARCHAR[])"
         return f"list_filter([{', '.join(items)}], lambda x: x IS NOT NULL)"

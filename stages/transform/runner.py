@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Callable
@@ -34,8 +35,10 @@ class TransformSettings:
     rules: Rules
     rules_version: str
     batch_records: int = 1_000_000
-    duckdb_memory_limit: str = "768MB"
+    duckdb_memory_limit: str = "512MB"
     duckdb_threads: int = 2
+    parquet_compression_level: int = 1
+    in_memory_records: int = 3_000_000
 
 
 @dataclass
@@ -124,71 +127,100 @@ def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted:
     raw = extracted.file("raw")
     if raw is None:
         raise ChunkFailed(chunk.chunk_id, "transform", "the extract event names no raw file")
-    raw_path = settings.paths.absolute(raw.path)
-    if not raw_path.exists():
+    if not settings.paths.absolute(raw.path).exists():
         raise ChunkFailed(chunk.chunk_id, "transform", f"raw file {raw.path} is missing from the lake")
-    kind = settings.mapping.kind_for(chunk.schema_)
     con = duckdb.connect(config={"memory_limit": settings.duckdb_memory_limit,
                                  "threads": settings.duckdb_threads,
                                  "temp_directory": str(scratch / "duckdb"),
                                  "preserve_insertion_order": False})
     try:
-        try:
-            store = open_store(raw_path)
-            records_in, source_types = _load_source(con, store, settings.batch_records)
-            con.register("sym", symbology_table(store, _raw_symbols(settings.paths, extracted)))
-        except Exception as exc:  # a corrupt or truncated file fails this chunk only
-            raise ChunkFailed(chunk.chunk_id, "transform",
-                              f"cannot decode {raw.path}: {type(exc).__name__}: {exc}") from exc
-        files: list[FileRef] = []
-        counts = {"in": records_in, "standardized": 0, "quarantined": 0}
-        if records_in:
-            compiled = RuleEngine(settings.mapping, settings.rules).compile(
-                chunk.schema_, chunk.dataset, chunk.start_ns, chunk.end_ns, source_types)
-            con.execute(f"CREATE TEMP TABLE mapped AS {compiled.mapped}")
-            counts["filtered"] = records_in - con.execute("SELECT count(*) FROM mapped").fetchone()[0]  # type: ignore[index]
-            con.execute(f"CREATE TEMP TABLE checked AS {compiled.checked}")
-            for role, query in (("standardized", compiled.standardized), ("quarantine", compiled.quarantine)):
-                temp = scratch / f"{role}.parquet"
-                count = con.execute(f"COPY ({query}) TO {sql_literal(str(temp))} (FORMAT parquet,"
-                                    " COMPRESSION zstd, ROW_GROUP_SIZE 122880)").fetchone()[0]  # type: ignore[index]
-                counts["quarantined" if role == "quarantine" else "standardized"] = count
-                if count:
-                    files.append(commit_into_lake(settings.paths, temp, role, count,  # type: ignore[arg-type]
-                                                  partial(settings.paths.table_file, role, kind.table, chunk)))
-            for rule, n in con.execute(compiled.warnings).fetchall():
-                counts[f"warn:{rule}"] = int(n)
-        event = manifest.record("transform", chunk, files=files, input_sha256=(raw.sha256,),
-                                records=counts, rules_version=settings.rules_version)
-        log.info("transformed chunk %s: %d in, %d standardized, %d quarantined", chunk.chunk_id,
-                 counts["in"], counts["standardized"], counts["quarantined"],
-                 extra={"event": "chunk_committed", "stage": "transform", "chunk_id": chunk.chunk_id,
-                        "records": counts["in"]})
-        if counts["quarantined"]:
-            log.warning("chunk %s: %d rows quarantined", chunk.chunk_id, counts["quarantined"],
-                        extra={"event": "quarantined", "stage": "transform", "chunk_id": chunk.chunk_id,
-                               "rows": counts["quarantined"]})
-        return event
+        counts, files = _run_sql(settings, con, extracted, raw, scratch)
     finally:
         con.close()
+    event = manifest.record("transform", chunk, files=files, input_sha256=(raw.sha256,),
+                            records=counts, rules_version=settings.rules_version)
+    log.info("transformed chunk %s: %d in, %d standardized, %d quarantined", chunk.chunk_id,
+             counts["in"], counts["standardized"], counts["quarantined"],
+             extra={"event": "chunk_committed", "stage": "transform", "chunk_id": chunk.chunk_id,
+                    "records": counts["in"]})
+    if counts["quarantined"]:
+        log.warning("chunk %s: %d rows quarantined", chunk.chunk_id, counts["quarantined"],
+                    extra={"event": "quarantined", "stage": "transform", "chunk_id": chunk.chunk_id,
+                           "rows": counts["quarantined"]})
+    return event
 
 
-def _load_source(con: duckdb.DuckDBPyConnection, store: DBNStore, batch_records: int
-                 ) -> tuple[int, dict[str, pa.DataType]]:
-    """Copy the file's records into the `src` table batch by batch; returns the count and the
-    source field types."""
-    total = 0
-    types: dict[str, pa.DataType] = {}
-    for batch in iter_batches(store, batch_records):
-        con.register("batch", batch)
-        if total == 0:
-            con.execute("CREATE TEMP TABLE src AS SELECT * FROM batch")
-            types = {field.name: field.type for field in batch.schema}
-        else:
-            con.execute("INSERT INTO src SELECT * FROM batch")
-        con.unregister("batch")
-        total += batch.num_rows
-    return total, types
+def _run_sql(settings: TransformSettings, con: duckdb.DuckDBPyConnection, extracted: ManifestEvent, raw: FileRef,
+             scratch: Path) -> tuple[dict[str, int], list[FileRef]]:
+    """Stream the raw file through the compiled SQL and commit the output partitions."""
+    chunk = extracted.chunk
+    try:
+        store = open_store(settings.paths.absolute(raw.path))
+        source = SourceStream(store, settings.batch_records)
+        con.register("sym", symbology_table(store, _raw_symbols(settings.paths, extracted)))
+    except Exception as exc:  # a corrupt or truncated file fails this chunk only
+        raise _undecodable(chunk.chunk_id, raw, exc) from exc
+    counts = {"in": 0, "standardized": 0, "quarantined": 0}
+    files: list[FileRef] = []
+    if source.first is None:
+        return counts, files
+    compiled = RuleEngine(settings.mapping, settings.rules).compile(
+        chunk.schema_, chunk.dataset, chunk.start_ns, chunk.end_ns, source.types)
+    try:
+        source.attach(con, settings.in_memory_records)
+    except Exception as exc:  # truncated or corrupt past the first batch
+        raise _undecodable(chunk.chunk_id, raw, exc) from exc
+    for statement in compiled.setup:
+        con.execute(statement)
+    counts["in"] = source.records
+    counts["filtered"] = source.records - con.execute("SELECT count(*) FROM mapped").fetchone()[0]  # type: ignore[index]
+    table = settings.mapping.kind_for(chunk.schema_).table
+    for role, query in (("standardized", compiled.standardized), ("quarantine", compiled.quarantine)):
+        temp = scratch / f"{role}.parquet"
+        count = con.execute(f"COPY ({query}) TO {sql_literal(str(temp))} (FORMAT parquet, COMPRESSION zstd,"
+                            f" COMPRESSION_LEVEL {settings.parquet_compression_level}, ROW_GROUP_SIZE 122880)"
+                            ).fetchone()[0]  # type: ignore[index]
+        counts["quarantined" if role == "quarantine" else "standardized"] = count
+        if count:
+            files.append(commit_into_lake(settings.paths, temp, role, count,  # type: ignore[arg-type]
+                                          partial(settings.paths.table_file, role, table, chunk)))
+    for rule, n in con.execute(compiled.warnings).fetchall():
+        counts[f"warn:{rule}"] = int(n)
+    return counts, files
+
+
+def _undecodable(chunk_id: str, raw: FileRef, exc: BaseException) -> ChunkFailed:
+    return ChunkFailed(chunk_id, "transform", f"cannot decode {raw.path}: {type(exc).__name__}: {exc}")
+
+
+class SourceStream:
+    """The raw file's records as the `src` relation. Up to `in_memory_records` they stay Arrow
+    batches that DuckDB scans in place (fastest); past that they go into a DuckDB table, which spills
+    to disk beyond the memory limit, so a chunk of any size runs in bounded memory."""
+
+    def __init__(self, store: DBNStore, batch_records: int) -> None:
+        self._batches = iter_batches(store, batch_records)
+        self.first = next(self._batches, None)
+        self.types: dict[str, pa.DataType] = {f.name: f.type for f in self.first.schema} if self.first else {}
+        self.records = 0
+
+    def attach(self, con: duckdb.DuckDBPyConnection, in_memory_records: int) -> None:
+        assert self.first is not None
+        held: list[pa.RecordBatch] = []
+        in_table = False
+        for batch in itertools.chain([self.first], self._batches):
+            self.records += batch.num_rows
+            held.append(batch)
+            if in_table or self.records > in_memory_records:
+                for pending in held:
+                    con.register("batch", pending)
+                    con.execute("INSERT INTO src SELECT * FROM batch" if in_table
+                                else "CREATE TEMP TABLE src AS SELECT * FROM batch")
+                    con.unregister("batch")
+                    in_table = True
+                held = []
+        if not in_table:
+            con.register("src", pa.Table.from_batches(held))
 
 
 def _raw_symbols(paths: LakePaths, extracted: ManifestEvent) -> RawSymbols | None:

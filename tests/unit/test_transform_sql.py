@@ -43,8 +43,8 @@ def run_sql(path: Path, schema: str = "ohlcv-1m", batch: int = 1000
         types = {f.name: f.type for f in arrow.schema}
     con.register("sym", symbology_table(store))
     compiled = RuleEngine(MAPPING, RULES).compile(schema, "GLBX.MDP3", DAY, END, types)
-    con.execute(f"CREATE TABLE mapped AS {compiled.mapped}")
-    con.execute(f"CREATE TABLE checked AS {compiled.checked}")
+    for statement in compiled.setup:
+        con.execute(statement)
     return con, compiled
 
 
