@@ -67,7 +67,7 @@ class PipelineOrchestrator:
         return TransformSettings(
             paths=self.paths, mapping=self.mapping, rules=load_rules(rule_paths),
             rules_version=rules_version(self.mapping, rule_paths),
-            batch_records=self.config.transform_batch_records,
+            batch_records=self.config.transform_batch_records, workers=self.config.transform_workers,
         )
 
     def transform(self, chunk_ids: set[str] | None = None, **options: Any) -> TransformReport:

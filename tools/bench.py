@@ -17,6 +17,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -32,6 +33,7 @@ HIST = Path(sys.executable).parent / "hist"
 TRADE_SYMBOLS = ["ESH4", "NQH4", "YMH4", "RTYH4", "CLH4"]
 BAR_SYMBOLS = ["ESH4", "NQH4", "YMH4", "RTYH4", "CLH4", "GCG4", "SIH4", "ZNH4", "ZBH4", "6EH4"]
 TRADE_DAYS = 4
+BAR_CHUNK_DAYS = 30  # a month of 1-minute bars per request, as a user would chunk a year
 INSERT_SAMPLE = 20_000
 
 
@@ -43,14 +45,18 @@ class Measure:
 
 
 def run(args: list[str], env: dict[str, str]) -> Measure:
-    """Run a command to completion; wall time and the peak RSS of that process."""
-    start = time.perf_counter()
-    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    stdout, stderr = process.stdout.read().decode(), process.stderr.read().decode()  # type: ignore[union-attr]
+    """Run a command to completion; wall time and the peak RSS of that process. Output goes to files,
+    not pipes, so a chatty child never blocks on a full pipe while we wait for its rusage."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(args, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(args[:4])} failed:\n{stdout}\n{stderr}")
+        raise SystemExit(f"{' '.join(args[:4])} failed:\n{stdout}\n{stderr[-3000:]}")
     return Measure(seconds, usage.ru_maxrss / 1024, stdout)
 
 
@@ -80,9 +86,10 @@ def fresh_database(server_dsn: str, name: str) -> str:
     return server_dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
-def job_args(dataset: str, schema: str, symbols: list[str], start: date, days: int) -> list[str]:
+def job_args(dataset: str, schema: str, symbols: list[str], start: date, days: int, chunk_days: int) -> list[str]:
     return ["--dataset", dataset, "--schema", schema, "--symbols", ",".join(symbols), "--start-date",
-            start.isoformat(), "--end-date", (start + timedelta(days=days)).isoformat()]
+            start.isoformat(), "--end-date", (start + timedelta(days=days)).isoformat(),
+            "--chunk-days", str(chunk_days)]
 
 
 def stage_runs(env: dict[str, str], job: list[str]) -> dict[str, Measure]:
@@ -131,14 +138,14 @@ def benchmark(env: dict[str, str], server: str, state: Path, per_day: int, bar_d
     import shutil
 
     results: dict[str, object] = {}
-    for name, dataset, schema, symbols, start, days in (
-            ("trades", "BNCH.TRADES", "trades", TRADE_SYMBOLS, trades_start, TRADE_DAYS),
-            ("bars", "BNCH.BARS", "ohlcv-1m", BAR_SYMBOLS, bars_start, bar_days)):
+    for name, dataset, schema, symbols, start, days, chunk_days in (
+            ("trades", "BNCH.TRADES", "trades", TRADE_SYMBOLS, trades_start, TRADE_DAYS, 1),
+            ("bars", "BNCH.BARS", "ohlcv-1m", BAR_SYMBOLS, bars_start, bar_days, BAR_CHUNK_DAYS)):
         lake = state / f"lake-{name}"
         shutil.rmtree(lake, ignore_errors=True)
         stage_env = dict(env, HIST_LAKE=str(lake), HIST_DATABASE_URL=fresh_database(server, f"bench_{name}"))
         print(f"{name}: running the pipeline ...", flush=True)
-        job = job_args(dataset, schema, symbols, start, days)
+        job = job_args(dataset, schema, symbols, start, days, chunk_days)
         measures = stage_runs(stage_env, job)
         with psycopg.connect(stage_env["HIST_DATABASE_URL"]) as conn:
             table = "trades_data" if name == "trades" else "ohlcv_data"

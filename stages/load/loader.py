@@ -37,7 +37,7 @@ class LoadResult:
 
 class TimescaleLoader:
     def __init__(self, conn: psycopg.Connection, paths: LakePaths, mapping: MappingConfig,
-                 batch_rows: int = 500_000) -> None:
+                 batch_rows: int = 100_000) -> None:
         self.conn = conn
         self.paths = paths
         self.mapping = mapping

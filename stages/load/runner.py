@@ -29,7 +29,7 @@ class LoadSettings:
     paths: LakePaths
     mapping: MappingConfig
     dsn: Secret
-    batch_rows: int = 500_000
+    batch_rows: int = 100_000
     workers: int = 2
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -38,7 +40,8 @@ class TransformSettings:
     duckdb_memory_limit: str = "512MB"
     duckdb_threads: int = 2
     parquet_compression_level: int = 1
-    in_memory_records: int = 3_000_000
+    in_memory_records: int = 3_000_000  # larger chunks go through a spilling DuckDB table
+    workers: int = 2
 
 
 @dataclass
@@ -75,35 +78,56 @@ def pending(manifest: Manifest, rules_version: str, chunk_ids: set[str] | None =
 def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None, *, retry_failed: bool = False,
                   redo: frozenset[str] = frozenset(), should_stop: Callable[[], bool] = lambda: False,
                   on_chunk: Callable[[ManifestEvent], None] | None = None) -> TransformReport:
-    """Transform pending chunks one by one; `should_stop` is asked between chunks (a signal lets the
-    chunk in hand finish)."""
+    """Transform pending chunks, up to `settings.workers` at a time when they are small enough to share
+    the memory budget (DuckDB releases the GIL); `should_stop` is asked before each chunk, so a signal
+    lets the chunks in hand finish."""
     manifest = Manifest(settings.paths)
     report = TransformReport()
-    for extracted in pending(manifest, settings.rules_version, chunk_ids, retry_failed=retry_failed, redo=redo):
+    lock = threading.Lock()
+
+    def work(extracted: ManifestEvent) -> None:
         if should_stop():
-            break
-        chunk_id = extracted.chunk_id
-        with try_lock(settings.paths.lock("transform", chunk_id)) as locked:
-            still_pending = chunk_id in redo or extracted in pending(
-                manifest, settings.rules_version, {chunk_id}, retry_failed=retry_failed)
-            if not locked or not still_pending:
-                report.skipped.append(chunk_id)
-                continue
-            try:
-                with chunk_scratch(settings.paths, "transform", chunk_id) as scratch:
-                    event = transform_chunk(settings, manifest, extracted, scratch)
-            except ChunkFailed as exc:
-                manifest.record("transform", extracted.chunk, input_sha256=_inputs(extracted),
-                                error=exc.reason, rules_version=settings.rules_version)
-                report.failed[chunk_id] = exc.reason
-                log.error("%s", exc, extra={"event": "chunk_failed", "stage": "transform", "chunk_id": chunk_id})
-                continue
-        report.transformed.append(chunk_id)
-        for key in report.records:
-            report.records[key] += event.records.get(key, 0)
-        if on_chunk:
-            on_chunk(event)
+            return
+        outcome = _transform_one(settings, manifest, extracted, retry_failed, redo)
+        with lock:
+            if isinstance(outcome, ManifestEvent):
+                report.transformed.append(extracted.chunk_id)
+                for key in report.records:
+                    report.records[key] += outcome.records.get(key, 0)
+            elif outcome is None:
+                report.skipped.append(extracted.chunk_id)
+            else:
+                report.failed[extracted.chunk_id] = outcome
+        if isinstance(outcome, ManifestEvent) and on_chunk:
+            on_chunk(outcome)
+
+    todo = pending(manifest, settings.rules_version, chunk_ids, retry_failed=retry_failed, redo=redo)
+    largest = max((e.records.get("records", 0) for e in todo), default=0)
+    # Small chunks overlap their fixed costs; a large one gets the memory budget to itself.
+    workers = settings.workers if largest * settings.workers <= settings.in_memory_records else 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform") as pool:
+        list(pool.map(work, todo))
     return report
+
+
+def _transform_one(settings: TransformSettings, manifest: Manifest, extracted: ManifestEvent, retry_failed: bool,
+                   redo: frozenset[str]) -> ManifestEvent | str | None:
+    """The committed event, None when another process has the chunk (or did it already), or the reason
+    it failed."""
+    chunk_id = extracted.chunk_id
+    with try_lock(settings.paths.lock("transform", chunk_id)) as locked:
+        still_pending = chunk_id in redo or extracted in pending(
+            manifest, settings.rules_version, {chunk_id}, retry_failed=retry_failed)
+        if not locked or not still_pending:
+            return None
+        try:
+            with chunk_scratch(settings.paths, "transform", chunk_id) as scratch:
+                return transform_chunk(settings, manifest, extracted, scratch)
+        except ChunkFailed as exc:
+            manifest.record("transform", extracted.chunk, input_sha256=_inputs(extracted),
+                            error=exc.reason, rules_version=settings.rules_version)
+            log.error("%s", exc, extra={"event": "chunk_failed", "stage": "transform", "chunk_id": chunk_id})
+            return exc.reason
 
 
 def _inputs(extracted: ManifestEvent) -> tuple[str, ...]:
