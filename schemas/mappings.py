@@ -5,6 +5,7 @@ a standardized table. Parsed here so that the transform (which compiles it to SQ
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,7 @@ Conversion = Literal[
 ]
 Aggregate = Literal["first", "last", "min", "max", "sum"]
 CONTEXT_CONVERSIONS = ("dataset", "symbol", "raw_symbol", "interval")
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # names from config reach SQL only if they match
 Severity = Literal["quarantine", "warn"]
 
 
@@ -55,6 +57,9 @@ class RecordKind(BaseModel):
 
     @model_validator(mode="after")
     def _known_columns(self) -> RecordKind:
+        for name in [*self.columns, *(c.source for c in self.columns.values() if c.source), self.index_ts]:
+            if not IDENTIFIER.match(name):
+                raise ValueError(f"'{name}' is not a plain column name (lower-case letters, digits, _)")
         for name in [*self.identity, self.time_column, *self.resample]:
             if name not in self.columns:
                 raise ValueError(f"'{name}' is not one of the mapped columns")

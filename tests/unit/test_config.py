@@ -53,3 +53,25 @@ def test_load_config_given_bad_file_names_file_field_and_problem(tmp_path: Path,
 def test_job_given_unknown_name_lists_known_jobs() -> None:
     with pytest.raises(ConfigError, match=r"no job named 'nope'.*es_nq_ohlcv_1m"):
         load_config(SHIPPED).job("nope")
+
+
+@pytest.mark.parametrize(("column", "source"), [('x"; DROP TABLE ohlcv_data; --', "open"), ("open", "open; --")])
+def test_load_mappings_given_unsafe_identifier_refuses_it_before_any_sql(tmp_path: Path, column: str,
+                                                                        source: str) -> None:
+    text = (SHIPPED.parent.parent / "databento_mappings.yaml").read_text().replace(
+        "      open: {from: open, as: price}", f"      '{column}': {{from: '{source}', as: price}}", 1)
+    path = tmp_path / "mappings.yaml"
+    path.write_text(text)
+
+    with pytest.raises(ConfigError, match="is not a plain column name"):
+        load_mappings(path)
+
+
+def test_job_given_dataset_with_sql_characters_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from schemas.config import JobConfig
+
+    with pytest.raises(ValidationError, match="is not a Databento dataset code"):
+        JobConfig.model_validate({"name": "j", "dataset": "GLBX.MDP3'; --", "schema": "trades", "symbols": ["A"],
+                                  "start_date": "2024-01-02", "end_date": "2024-01-03"})
