@@ -25,6 +25,11 @@ def _still_failed(committed: dict[str, ManifestEvent], failed: dict[str, Manifes
     return sum(1 for c, e in failed.items() if c not in committed or committed[c].created_at < e.created_at)
 
 
+def _standardized_sha(event: ManifestEvent) -> str:
+    ref = event.file("standardized")
+    return ref.sha256 if ref else "empty"
+
+
 def lake_status_table(paths: LakePaths, database_url: str | None) -> Table:
     manifest = Manifest(paths)
     extracted, transformed = manifest.latest("extract"), manifest.latest("transform")
@@ -46,11 +51,10 @@ def lake_status_table(paths: LakePaths, database_url: str | None) -> Table:
 
         with connect(Secret(database_url), attempts=1) as conn:
             exists = conn.execute("SELECT to_regclass('hist_chunk_loads')").fetchone()
-            ledger = dict(conn.execute("SELECT chunk_id, source_sha256 FROM hist_chunk_loads").fetchall()
-                          ) if exists and exists[0] else {}
+            ledger: dict[str, str] = dict(conn.execute("SELECT chunk_id, source_sha256 FROM hist_chunk_loads"
+                                                       ).fetchall()) if exists and exists[0] else {}
             rows = conn.execute("SELECT coalesce(sum(rows_loaded), 0) FROM hist_chunk_loads").fetchone(
                 )[0] if ledger else 0  # type: ignore[index]
-        unloaded = [e for c, e in transformed.items()
-                    if ledger.get(c) != (e.file("standardized").sha256 if e.file("standardized") else "empty")]
+        unloaded = [e for c, e in transformed.items() if ledger.get(c) != _standardized_sha(e)]
         table.add_row("load", str(len(ledger)), f"{rows:,}", "", str(len(unloaded)), _age(unloaded), "")
     return table

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypedDict
 
 import databento
 from tenacity import RetryCallState
@@ -44,7 +45,7 @@ class DatabentoAdapter(BaseAdapter):
         request (metadata calls are rate-limited to 20/s, so a year of day chunks is a few calls)."""
         usd, records, size = 0.0, 0, 0
         for params in merged_requests(chunks):
-            def ask(params: dict[str, object] = params) -> tuple[float, int, int]:
+            def ask(params: CostRequest = params) -> tuple[float, int, int]:
                 try:
                     meta = self.client.metadata
                     return (float(meta.get_cost(**params)), int(meta.get_record_count(**params)),
@@ -113,20 +114,33 @@ class DatabentoAdapter(BaseAdapter):
         return with_retries(self.retry_policy, attempt)
 
 
-def request_params(chunk: ChunkSpec) -> dict[str, object]:
+class CostRequest(TypedDict):
+    """The parameters the metadata cost endpoints take. Times are ISO 8601 UTC; `end` is exclusive."""
+
+    dataset: str
+    symbols: list[str]
+    schema: str
+    stype_in: str
+    start: str
+    end: str
+
+
+class RangeRequest(CostRequest):
+    stype_out: str
+
+
+def cost_params(chunk: ChunkSpec) -> CostRequest:
+    return CostRequest(dataset=chunk.dataset, symbols=list(chunk.symbols), schema=chunk.source_schema,
+                       stype_in=chunk.stype_in, start=chunk.start.isoformat(), end=chunk.end.isoformat())
+
+
+def request_params(chunk: ChunkSpec) -> RangeRequest:
     """The get_range parameters for a chunk. Exactly one of stype_in/stype_out is instrument_id."""
-    return {
-        "dataset": chunk.dataset,
-        "symbols": list(chunk.symbols),
-        "schema": chunk.source_schema,
-        "stype_in": chunk.stype_in,
-        "stype_out": "raw_symbol" if chunk.stype_in == "instrument_id" else "instrument_id",
-        "start": chunk.start.isoformat(),
-        "end": chunk.end.isoformat(),
-    }
+    return RangeRequest(**cost_params(chunk),
+                        stype_out="raw_symbol" if chunk.stype_in == "instrument_id" else "instrument_id")
 
 
-def merged_requests(chunks: list[ChunkSpec]) -> list[dict[str, object]]:
+def merged_requests(chunks: list[ChunkSpec]) -> list[CostRequest]:
     """The metadata parameters covering `chunks`, adjacent windows of the same request merged."""
     ordered = sorted(chunks, key=lambda c: (c.dataset, c.source_schema, c.stype_in, c.symbols, c.start))
     merged: list[ChunkSpec] = []
@@ -138,7 +152,7 @@ def merged_requests(chunks: list[ChunkSpec]) -> list[dict[str, object]]:
             merged[-1] = last.model_copy(update={"end": chunk.end})
         else:
             merged.append(chunk)
-    return [{k: v for k, v in request_params(c).items() if k != "stype_out"} for c in merged]
+    return [cost_params(c) for c in merged]
 
 
 def count_records(store: databento.DBNStore) -> int:

@@ -11,8 +11,8 @@ MIGRATION_LOCK = 0x68697374  # "hist"
 
 
 def _migrations() -> list[tuple[int, str, str]]:
-    files = sorted(p for p in resources.files("stages.load").joinpath("sql").iterdir()
-                   if p.name.endswith(".sql"))
+    files = sorted((p for p in resources.files("stages.load").joinpath("sql").iterdir() if p.name.endswith(".sql")),
+                   key=lambda p: p.name)
     return [(int(p.name[:4]), p.name.removesuffix(".sql"), p.read_text()) for p in files]
 
 
@@ -29,7 +29,7 @@ def migrate(conn: psycopg.Connection) -> list[str]:
         for version, name, sql in _migrations():
             if version in done:
                 continue
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql.encode())  # a trusted file of several statements, run as one query
             conn.execute("INSERT INTO hist_schema_migrations (version, name) VALUES (%s, %s)",
                          (version, name))
             applied.append(name)

@@ -46,7 +46,7 @@ class LoadReport:
 
 def pending(manifest: Manifest, conn: psycopg.Connection, chunk_ids: set[str] | None = None
             ) -> list[ManifestEvent]:
-    loaded = dict(conn.execute("SELECT chunk_id, source_sha256 FROM hist_chunk_loads").fetchall())
+    loaded: dict[str, str] = dict(conn.execute("SELECT chunk_id, source_sha256 FROM hist_chunk_loads").fetchall())
     todo = []
     for chunk_id, event in manifest.latest("transform").items():
         if chunk_ids is not None and chunk_id not in chunk_ids:

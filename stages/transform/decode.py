@@ -21,7 +21,7 @@ from databento.common.constants import SCHEMA_STRUCT_MAP
 SKIPPED_FIELDS = {"length", "_reserved"}
 SYMBOLOGY_SCHEMA = pa.schema([("instrument_id", pa.int64()), ("start_ns", pa.int64()), ("end_ns", pa.int64()),
                               ("symbol", pa.string()), ("raw_symbol", pa.string())])
-RawSymbols = Mapping[int, list[tuple[int, int, str]]]
+RawSymbols = Mapping[int, list[tuple[int, int, str | None]]]
 
 
 def open_store(path: Path) -> DBNStore:
@@ -42,8 +42,11 @@ def iter_batches(store: DBNStore, batch_records: int) -> Iterator[pa.RecordBatch
 
 
 def _arrays(store: DBNStore, batch_records: int) -> Iterator[np.ndarray]:
-    current = np.dtype(SCHEMA_STRUCT_MAP[store.schema]._dtypes)
-    if store.metadata.version >= 3 or np.dtype(store._schema_struct_map[store.schema]._dtypes) == current:
+    schema = store.schema
+    if schema is None:
+        raise ValueError("the file mixes record types (no schema in its metadata)")
+    current = np.dtype(SCHEMA_STRUCT_MAP[schema]._dtypes)
+    if store.metadata.version >= 3 or np.dtype(store._schema_struct_map[schema]._dtypes) == current:
         yield from store.to_ndarray(count=batch_records)
         return
     records = iter(store)  # iteration upgrades every record to the current (v3) layout

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import pyarrow as pa
@@ -199,14 +200,16 @@ def _run_sql(settings: TransformSettings, con: duckdb.DuckDBPyConnection, extrac
     counts["in"] = source.records
     counts["filtered"] = source.records - con.execute("SELECT count(*) FROM mapped").fetchone()[0]  # type: ignore[index]
     table = settings.mapping.kind_for(chunk.schema_).table
-    for role, query in (("standardized", compiled.standardized), ("quarantine", compiled.quarantine)):
+    outputs: tuple[tuple[Literal["standardized", "quarantine"], str], ...] = (
+        ("standardized", compiled.standardized), ("quarantine", compiled.quarantine))
+    for role, query in outputs:
         temp = scratch / f"{role}.parquet"
         count = con.execute(f"COPY ({query}) TO {sql_literal(str(temp))} (FORMAT parquet, COMPRESSION zstd,"
                             f" COMPRESSION_LEVEL {settings.parquet_compression_level}, ROW_GROUP_SIZE 122880)"
                             ).fetchone()[0]  # type: ignore[index]
         counts["quarantined" if role == "quarantine" else "standardized"] = count
         if count:
-            files.append(commit_into_lake(settings.paths, temp, role, count,  # type: ignore[arg-type]
+            files.append(commit_into_lake(settings.paths, temp, role, count,
                                           partial(settings.paths.table_file, role, table, chunk)))
     for rule, n in con.execute(compiled.warnings).fetchall():
         counts[f"warn:{rule}"] = int(n)
