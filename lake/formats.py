@@ -55,18 +55,19 @@ class ChunkSpec(BaseModel):
 
     @property
     def start_ns(self) -> int:
-        return _to_ns(self.start)
+        return to_ns(self.start)
 
     @property
     def end_ns(self) -> int:
-        return _to_ns(self.end)
+        return to_ns(self.end)
 
 
 def _digest(parts: list[object]) -> str:
     return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()[:12]
 
 
-def _to_ns(moment: datetime) -> int:
+def to_ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch of an aware datetime (exact to the microsecond)."""
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
@@ -107,3 +108,10 @@ class ManifestEvent(BaseModel):
 
     def file(self, role: FileRole) -> FileRef | None:
         return next((f for f in self.files if f.role == role), None)
+
+    @property
+    def standardized_sha256(self) -> str:
+        """What the load ledger records for this transform: its standardized file's hash, or
+        'empty' for a chunk with no rows."""
+        ref = self.file("standardized")
+        return ref.sha256 if ref else "empty"

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
@@ -95,11 +95,4 @@ class Manifest:
 
     def latest(self, stage: Stage, status: str = "committed") -> dict[str, ManifestEvent]:
         """The newest event of one stage and status per chunk id, in log order."""
-        return latest_by_chunk(e for e in self.events() if e.stage == stage and e.status == status)
-
-
-def latest_by_chunk(events: Iterable[ManifestEvent]) -> dict[str, ManifestEvent]:
-    latest: dict[str, ManifestEvent] = {}
-    for event in events:
-        latest[event.chunk_id] = event
-    return latest
+        return {e.chunk_id: e for e in self.events() if e.stage == stage and e.status == status}

@@ -20,8 +20,6 @@ from pathlib import Path
 
 from lake.formats import ChunkSpec, FileRole, Stage
 
-LAKE_FORMAT_VERSION = 1
-
 
 @dataclass(frozen=True)
 class LakePaths:

@@ -110,11 +110,6 @@ class MappingConfig(BaseModel):
     def kind_for(self, schema: str) -> RecordKind:
         return self.record_kinds[self.schema_mapping(schema).record]
 
-    def kind_for_table(self, table: str) -> RecordKind:
-        for kind in self.record_kinds.values():
-            if kind.table == table:
-                return kind
-        raise ConfigError(f"no record kind maps to table '{table}'")
 
 
 class Rule(BaseModel):

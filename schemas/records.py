@@ -12,10 +12,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from databento_dbn import UNDEF_PRICE, UNDEF_STAT_QUANTITY, UNDEF_TIMESTAMP
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-UNDEF_PRICE = 2**63 - 1
-UNDEF_TIMESTAMP = 2**64 - 1
 QUANTITY_STAT_TYPES = frozenset({6, 9, 19})
 
 
@@ -32,16 +31,17 @@ def _nanos(value: object) -> int | None:
 
 
 def _quantity(value: object) -> int | None:
-    return None if value == 2**63 - 1 else value  # type: ignore[return-value]
+    return None if value == UNDEF_STAT_QUANTITY else value  # type: ignore[return-value]
 
 
 def _code(value: object) -> str | None:
     """A one-character code or a text field; databento_dbn enums (Side, Action, ...) carry it in .value."""
     if not isinstance(value, str | bytes | None) and hasattr(value, "value"):
         value = value.value
-    if isinstance(value, bytes):
-        value = value.decode()
-    return str(value).rstrip("\0") or None if value is not None else None
+    if value is None:
+        return None
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    return text.rstrip("\0") or None
 
 
 Price = Annotated[Decimal | None, BeforeValidator(_price)]

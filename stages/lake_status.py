@@ -25,11 +25,6 @@ def _still_failed(committed: dict[str, ManifestEvent], failed: dict[str, Manifes
     return sum(1 for c, e in failed.items() if c not in committed or committed[c].created_at < e.created_at)
 
 
-def _standardized_sha(event: ManifestEvent) -> str:
-    ref = event.file("standardized")
-    return ref.sha256 if ref else "empty"
-
-
 def lake_status_table(paths: LakePaths, database_url: str | None) -> Table:
     manifest = Manifest(paths)
     extracted, transformed = manifest.latest("extract"), manifest.latest("transform")
@@ -55,6 +50,6 @@ def lake_status_table(paths: LakePaths, database_url: str | None) -> Table:
                                                        ).fetchall()) if exists and exists[0] else {}
             rows = conn.execute("SELECT coalesce(sum(rows_loaded), 0) FROM hist_chunk_loads").fetchone(
                 )[0] if ledger else 0  # type: ignore[index]
-        unloaded = [e for c, e in transformed.items() if ledger.get(c) != _standardized_sha(e)]
+        unloaded = [e for c, e in transformed.items() if ledger.get(c) != e.standardized_sha256]
         table.add_row("load", str(len(ledger)), f"{rows:,}", "", str(len(unloaded)), _age(unloaded), "")
     return table

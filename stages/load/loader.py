@@ -47,7 +47,7 @@ class TimescaleLoader:
         chunk = event.chunk
         kind = self.mapping.kind_for(chunk.schema_)
         standardized = event.file("standardized")
-        source_sha = standardized.sha256 if standardized else "empty"
+        source_sha = event.standardized_sha256
         with self.conn.transaction():
             self._lock_days(kind.table, event)
             previous = self.conn.execute(
@@ -122,7 +122,7 @@ class TimescaleLoader:
             sql.SQL("COPY {t} ({c}) FROM STDIN WITH (FORMAT BINARY)").format(t=target, c=columns)
         ) as copy:
             for batch in parquet.iter_batches(batch_size=self.batch_rows):
-                batch = batch.append_column("load_id", pa.array([load_id] * batch.num_rows, pa.int32()))
+                batch = batch.append_column("load_id", pa.repeat(pa.scalar(load_id, pa.int32()), batch.num_rows))
                 if encoder is None:
                     encoder = pgpq.ArrowToPostgresBinaryEncoder(batch.schema)
                     copy.write(encoder.write_header())

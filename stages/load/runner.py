@@ -51,8 +51,7 @@ def pending(manifest: Manifest, conn: psycopg.Connection, chunk_ids: set[str] | 
     for chunk_id, event in manifest.latest("transform").items():
         if chunk_ids is not None and chunk_id not in chunk_ids:
             continue
-        standardized = event.file("standardized")
-        if loaded.get(chunk_id) != (standardized.sha256 if standardized else "empty"):
+        if loaded.get(chunk_id) != event.standardized_sha256:
             todo.append(event)
     return todo
 

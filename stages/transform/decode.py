@@ -18,6 +18,8 @@ import pyarrow as pa
 from databento import DBNStore
 from databento.common.constants import SCHEMA_STRUCT_MAP
 
+from lake.formats import to_ns
+
 SKIPPED_FIELDS = {"length", "_reserved"}
 SYMBOLOGY_SCHEMA = pa.schema([("instrument_id", pa.int64()), ("start_ns", pa.int64()), ("end_ns", pa.int64()),
                               ("symbol", pa.string()), ("raw_symbol", pa.string())])
@@ -108,4 +110,4 @@ def _row(iid: int, start: int, end: int, symbol: str, raw: str | None) -> dict[s
 
 def day_ns(day: date | str) -> int:
     parsed = day if isinstance(day, date) else date.fromisoformat(day)
-    return int(datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC).timestamp()) * 1_000_000_000
+    return to_ns(datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC))

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+from databento_dbn import UNDEF_PRICE, UNDEF_STAT_QUANTITY, UNDEF_TIMESTAMP
 
 from schemas.mappings import ColumnMapping, MappingConfig, ParamValue, RecordKind, Rule, Rules
 
-UNDEF_PRICE = 9223372036854775807
-UNDEF_STAT_QUANTITY = 9223372036854775807
-UNDEF_TIMESTAMP = 18446744073709551615
 AGGREGATES = {"first": "arg_min({c}, ts_event_ns)", "last": "arg_max({c}, ts_event_ns)", "min": "min({c})",
               "max": "max({c})", "sum": "CAST(sum({c}) AS BIGINT)"}
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from lake.atomic import atomic_path
+from lake.atomic import commit_file
 from lake.formats import ChunkSpec
 from lake.manifest import Manifest
 from lake.paths import LakePaths
+from lake.scratch import chunk_scratch
 
 
 def chunk(symbols: tuple[str, ...] = ("ESH4", "NQH4"), day: int = 2) -> ChunkSpec:
@@ -54,13 +55,27 @@ def test_manifest_given_torn_line_is_readable_with_plain_duckdb(tmp_path: Path) 
     assert rows == [("extract", chunk().chunk_id), ("transform", chunk().chunk_id)]
 
 
-def test_atomic_path_given_error_leaves_no_file(tmp_path: Path) -> None:
-    target = tmp_path / "a" / "file.bin"
-    with pytest.raises(RuntimeError), atomic_path(target) as temp:
-        temp.write_bytes(b"half")
+def test_chunk_scratch_given_error_leaves_no_file(tmp_path: Path) -> None:
+    paths = LakePaths(tmp_path)
+    with pytest.raises(RuntimeError), chunk_scratch(paths, "extract", "c1") as scratch:
+        (scratch / "download.dbn.zst").write_bytes(b"half")
         raise RuntimeError("crash")
 
-    assert not target.exists() and list(target.parent.iterdir()) == []
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_chunk_scratch_given_files_of_a_killed_process_wipes_them(tmp_path: Path) -> None:
+    paths = LakePaths(tmp_path)
+    stale = paths.tmp / "transform" / "c1" / "standardized.parquet"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"left by SIGKILL")
+
+    with chunk_scratch(paths, "transform", "c1") as scratch:
+        assert list(scratch.iterdir()) == []
+        (scratch / "x").write_bytes(b"new")
+        commit_file(scratch / "x", tmp_path / "standardized" / "x")
+
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()] == ["standardized/x"]
 
 
 def test_manifest_given_concurrent_writers_keeps_every_line(tmp_path: Path) -> None:
