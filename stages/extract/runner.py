@@ -57,14 +57,13 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
     manifest = Manifest(paths)
     committed = manifest.latest("extract")
     todo = [c for c in chunks if force or c.chunk_id not in committed]
-    report = ExtractReport(skipped=[c.chunk_id for c in chunks if c not in todo], planned=len(chunks))
+    report = ExtractReport(skipped=[c.chunk_id for c in chunks if not force and c.chunk_id in committed],
+                           planned=len(chunks))
     if not force:
         bought = {e.chunk.source_key: e for e in committed.values()}
-        reusable = [c for c in todo if c.source_key in bought]
+        for chunk in (c for c in todo if c.source_key in bought):
+            _reuse(manifest, bought[chunk.source_key], chunk, report, record=not cost.dry_run)
         todo = [c for c in todo if c.source_key not in bought]
-        if not cost.dry_run:
-            for chunk in reusable:
-                _reuse(manifest, bought[chunk.source_key], chunk, report)
     report.estimate = adapter.estimate(todo) if todo else CostEstimate()
     log.info("extract started: %d chunks planned, %d to download, estimated $%.4f", len(chunks), len(todo),
              report.estimate.usd, extra={"event": "stage_started", "stage": "extract"})
@@ -92,11 +91,14 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
     return report
 
 
-def _reuse(manifest: Manifest, bought: ManifestEvent, chunk: ChunkSpec, report: ExtractReport) -> None:
+def _reuse(manifest: Manifest, bought: ManifestEvent, chunk: ChunkSpec, report: ExtractReport,
+           record: bool) -> None:
     """Bytes bought already for another schema of the same request (ohlcv-1m for ohlcv-5m) are
-    recorded for this chunk too instead of being downloaded again."""
-    manifest.record("extract", chunk, files=bought.files, records=bought.records)
+    recorded for this chunk too instead of being downloaded again (a dry run only counts them)."""
     report.reused.append(chunk.chunk_id)
+    if not record:
+        return
+    manifest.record("extract", chunk, files=bought.files, records=bought.records)
     log.info("chunk %s reuses the raw file of chunk %s", chunk.chunk_id, bought.chunk_id,
              extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id})
 

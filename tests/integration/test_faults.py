@@ -99,3 +99,16 @@ def test_extract_given_cost_above_limit_stops_before_any_download(hist: HistRunn
     assert stopped.returncode == 1 and "exceeds max_cost_usd" in stopped.stderr
     assert gateway.requests() == [] and not list((hist.lake / "raw").rglob("*.dbn.zst"))
     assert "extract: 2 chunks" in hist("ingest", *TWO_DAYS, "--max-cost", "0.0000001", "--yes").stdout
+
+
+def test_derived_schema_given_its_source_bytes_bought_downloads_nothing(hist: HistRunner, gateway: Gateway) -> None:
+    bars = ["--dataset", DATASET, "--symbols", "ESH4", "--start-date", "2024-01-02", "--end-date", "2024-01-04"]
+    hist("stage", "extract", "--schema", "ohlcv-1m", *bars)
+    bought = len(gateway.requests())
+
+    plan = hist("ingest", "--schema", "ohlcv-5m", *bars, "--dry-run")
+    run = hist("ingest", "--schema", "ohlcv-5m", *bars)
+
+    assert "2 reusing bytes already bought, 0 to download" in plan.stdout
+    assert "2 reusing bytes already bought" in run.stdout and "load: 2 chunks loaded" in run.stdout
+    assert len(gateway.requests()) == bought == 2
