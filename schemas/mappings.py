@@ -51,7 +51,6 @@ class RecordKind(BaseModel):
     time_column: str
     identity: list[str]
     columns: dict[str, ColumnMapping]
-    keep_if: str | None = Field(default=None, description="SQL on source fields; other records are dropped.")
     resample: dict[str, Aggregate] = Field(default_factory=dict,
                                            description="How derived bars aggregate each value column.")
 
@@ -66,6 +65,16 @@ class RecordKind(BaseModel):
         return self
 
 
+class SchemaFilter(BaseModel):
+    """A named subset of a schema's records: those failing `keep_if` (SQL on the source fields) are
+    counted per chunk as filtered under `name`, never dropped silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    keep_if: str
+
+
 class SchemaMapping(BaseModel):
     """A schema a user can ask for, the schema requested from Databento for it, and its record kind."""
 
@@ -74,6 +83,7 @@ class SchemaMapping(BaseModel):
     record: str
     source_schema: str
     interval: str | None = None
+    filter: SchemaFilter | None = None
     resample_seconds: int | None = Field(default=None, gt=0, description="Aggregate source bars into buckets.")
 
     @model_validator(mode="after")
@@ -87,6 +97,7 @@ class MappingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: str
+    aliases: dict[str, str] = Field(default_factory=dict, description="Other spellings of a schema.")
     record_kinds: dict[str, RecordKind]
     schemas: dict[str, SchemaMapping]
     digest: str = ""
@@ -98,14 +109,29 @@ class MappingConfig(BaseModel):
                 raise ValueError(f"schema {name}: unknown record kind '{schema.record}'")
             if schema.resample_seconds and not self.record_kinds[schema.record].resample:
                 raise ValueError(f"schema {name}: record kind '{schema.record}' has no resample rules")
+            if schema.resample_seconds and self.schemas.get(schema.source_schema, schema).interval is None:
+                raise ValueError(f"schema {name}: source schema '{schema.source_schema}' has no interval")
+        for alias, target in self.aliases.items():
+            if target not in self.schemas:
+                raise ValueError(f"alias {alias}: unknown schema '{target}'")
         return self
 
+    def canonical(self, schema: str) -> str:
+        """The schema's own name for one of its aliases (ohlcv.1m -> ohlcv-1m); unknown names fail."""
+        name = self.aliases.get(schema, schema)
+        if name not in self.schemas:
+            known = ", ".join(sorted([*self.schemas, *self.aliases]))
+            raise ConfigError(f"unknown schema '{schema}' (supported: {known})")
+        return name
+
     def schema_mapping(self, schema: str) -> SchemaMapping:
-        try:
-            return self.schemas[schema]
-        except KeyError:
-            known = ", ".join(sorted(self.schemas))
-            raise ConfigError(f"unknown schema '{schema}' (supported: {known})") from None
+        return self.schemas[self.canonical(schema)]
+
+    def source_interval(self, schema: str) -> str | None:
+        """The bar interval of the records requested for `schema` (1m for the derived 5m bars)."""
+        mapping = self.schema_mapping(schema)
+        return self.schemas[mapping.source_schema].interval if mapping.source_schema in self.schemas \
+            else mapping.interval
 
     def kind_for(self, schema: str) -> RecordKind:
         return self.record_kinds[self.schema_mapping(schema).record]

@@ -15,9 +15,6 @@ from typing import Annotated, Any, Literal
 from databento_dbn import UNDEF_PRICE, UNDEF_STAT_QUANTITY, UNDEF_TIMESTAMP
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-QUANTITY_STAT_TYPES = frozenset({6, 9, 19})
-
-
 def _price(value: object) -> Decimal | None:
     if value is None or isinstance(value, Decimal):
         return value
@@ -79,10 +76,8 @@ class OhlcvRecord(DatabentoRecord):
     @model_validator(mode="after")
     def _bar_is_consistent(self) -> OhlcvRecord:
         bar = (self.open, self.high, self.low, self.close)
-        if any(p is None for p in bar):
+        if any(p is None for p in bar):  # a negative price is legal (spreads, some futures): a warning only
             raise ValueError("a bar needs all four prices")
-        if any(p <= 0 for p in bar):  # type: ignore[operator]
-            raise ValueError("bar prices must be positive")
         if self.high < self.low:  # type: ignore[operator]
             raise ValueError("high is below low")
         if not (self.low <= self.open <= self.high and self.low <= self.close <= self.high):  # type: ignore[operator]
@@ -103,8 +98,8 @@ class TradeRecord(DatabentoRecord):
 
     @model_validator(mode="after")
     def _trade_is_valid(self) -> TradeRecord:
-        if self.price is None or self.price <= 0:
-            raise ValueError("trade price must be positive")
+        if self.price is None:  # zero and negative prices are legal for spreads: a warning only
+            raise ValueError("a trade needs a price")
         if self.size <= 0:
             raise ValueError("trade size must be positive")
         if self.side not in ("A", "B", "N"):
@@ -115,18 +110,14 @@ class TradeRecord(DatabentoRecord):
 
 
 class TbboRecord(TradeRecord):
+    """A trade with the book before it; a crossed book is legal (auctions, consolidated feeds)."""
+
     bid_px_00: Price
     ask_px_00: Price
     bid_sz_00: int
     ask_sz_00: int
     bid_ct_00: int
     ask_ct_00: int
-
-    @model_validator(mode="after")
-    def _bid_not_above_ask(self) -> TbboRecord:
-        if self.bid_px_00 is not None and self.ask_px_00 is not None and self.bid_px_00 > self.ask_px_00:
-            raise ValueError("bid is above ask")
-        return self
 
 
 class StatisticsRecord(DatabentoRecord):
@@ -145,12 +136,8 @@ class StatisticsRecord(DatabentoRecord):
     def _value_present(self) -> StatisticsRecord:
         if self.ts_event is None:
             raise ValueError("ts_event is undefined")
-        if self.update_action == 2:
-            return self
-        if self.stat_type in QUANTITY_STAT_TYPES and self.quantity is None:
-            raise ValueError(f"stat type {self.stat_type} needs a quantity")
-        if self.stat_type not in QUANTITY_STAT_TYPES and self.price is None:
-            raise ValueError(f"stat type {self.stat_type} needs a price")
+        if self.update_action == 1 and self.price is None and self.quantity is None:
+            raise ValueError(f"a new statistic of type {self.stat_type} carries neither a price nor a quantity")
         return self
 
 
@@ -177,17 +164,15 @@ class DatabentoDefinitionRecord(DatabentoRecord):
     unit_of_measure: Code
     unit_of_measure_qty: Price
     match_algorithm: Code
+    leg_count: int
+    leg_index: int
 
     @model_validator(mode="after")
     def _required(self) -> DatabentoDefinitionRecord:
+        """Only what every venue fills: equities leave the tick size unset, some options the
+        expiration, ICE futures the display factor (warnings in the SQL rules, not errors)."""
         if not self.raw_symbol or not self.instrument_class or self.security_update_action not in ("A", "M", "D"):
             raise ValueError("raw_symbol, instrument_class and security_update_action are required")
-        if self.min_price_increment is None or self.display_factor is None:
-            raise ValueError("min_price_increment and display_factor are required")
-        if self.instrument_class in ("F", "C", "P", "S", "T", "M") and self.expiration is None:
-            raise ValueError("a derivative needs an expiration")
-        if self.instrument_class in ("C", "P") and self.strike_price is None:
-            raise ValueError("an option needs a strike price")
         return self
 
 

@@ -243,9 +243,12 @@ def _print_extract(r: ExtractReport, dry_run: bool = False) -> None:
 def _print_transform(r: TransformReport, quiet_if_idle: bool = False) -> None:
     if quiet_if_idle and not (r.transformed or r.failed):
         return
+    by_filter = ", ".join(f"{k.removeprefix('filtered:')} {n:,}" for k, n in r.records.items()
+                          if k.startswith("filtered:"))
     out.print(f"transform: {len(r.transformed)} chunks ({r.records['in']:,} records in, "
-              f"{r.records['standardized']:,} standardized, {r.records['quarantined']:,} quarantined), "
-              f"{len(r.skipped)} skipped, {len(r.failed)} failed")
+              f"{r.records['standardized']:,} standardized, {r.records['quarantined']:,} quarantined, "
+              f"{r.records['filtered']:,} filtered{f' ({by_filter})' if by_filter else ''}, "
+              f"{r.records['duplicates']:,} duplicates), {len(r.skipped)} skipped, {len(r.failed)} failed")
     for chunk_id, reason in r.failed.items():
         typer.echo(f"error: chunk {chunk_id}: {reason}", err=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time
 
 import psycopg
 import pyarrow as pa
@@ -38,12 +38,17 @@ def postgres_interval(text: str) -> str:
     return f"{match[1]} {UNITS[match[2]]}"
 
 
+def utc_midnight(day: date) -> datetime:
+    """A date as the instant its UTC day starts (a bare date would be read in the session's zone)."""
+    return datetime.combine(day, time(), UTC)
+
+
 def build_query(mapping: MappingConfig, request: QueryRequest) -> tuple[sql.Composed, list[object]]:
     schema_mapping = mapping.schema_mapping(request.schema)
     kind = mapping.record_kinds[schema_mapping.record]
     table, time = sql.Identifier(kind.table), sql.Identifier(kind.time_column)
     where = sql.SQL("(symbol = ANY(%s) OR raw_symbol = ANY(%s)) AND {t} >= %s AND {t} < %s").format(t=time)
-    params: list[object] = [request.symbols, request.symbols, request.start, request.end]
+    params: list[object] = [request.symbols, request.symbols, utc_midnight(request.start), utc_midnight(request.end)]
     if "interval" in kind.columns:
         where = sql.SQL("{} AND interval = %s").format(where)
         params.append(schema_mapping.interval)

@@ -12,7 +12,7 @@ import duckdb
 from lake.formats import FileRole
 from lake.manifest import Manifest
 from lake.paths import LakePaths
-from stages.transform.rule_engine import quoted, sql_literal
+from stages.transform.rule_engine import quoted, sql_literal, utc_connection
 
 
 def current_files(paths: LakePaths, role: FileRole) -> dict[str, list[str]]:
@@ -27,7 +27,7 @@ def current_files(paths: LakePaths, role: FileRole) -> dict[str, list[str]]:
 
 
 def lake_connection(paths: LakePaths) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    con = utc_connection()
     if paths.manifest.exists():
         con.execute(
             f"CREATE VIEW manifest AS SELECT * FROM read_json({sql_literal(str(paths.manifest))},"

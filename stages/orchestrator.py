@@ -47,8 +47,9 @@ class PipelineOrchestrator:
         return cls(config, LakePaths(root.resolve()), load_mappings(config.mapping_config_path))
 
     def plan(self, job: JobConfig) -> list[ChunkSpec]:
-        source_schema = self.mapping.schema_mapping(job.schema_).source_schema
-        return self.adapter.plan(job, source_schema)
+        """The job's chunks, under the schema's own name (an alias such as ohlcv.1m plans ohlcv-1m)."""
+        job = job.model_copy(update={"schema_": self.mapping.canonical(job.schema_)})
+        return self.adapter.plan(job, self.mapping.schema_mapping(job.schema_).source_schema)
 
     @cached_property
     def adapter(self) -> DatabentoAdapter:

@@ -19,7 +19,9 @@ def connect(dsn: Secret, attempts: int = 5, max_wait_seconds: float = 4.0) -> ps
             reraise=True,
         ):
             with attempt:
-                return psycopg.connect(dsn.reveal(), autocommit=True, connect_timeout=5)
+                conn = psycopg.connect(dsn.reveal(), autocommit=True, connect_timeout=5)
+                conn.execute("SET TimeZone = 'UTC'")  # dates and time buckets in UTC, whatever the server's zone
+                return conn
     except psycopg.OperationalError as exc:
         reason = mask_dsn(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         raise TransientError(

@@ -3,7 +3,8 @@
 Idempotency lives in the database: `hist_chunk_loads` records which standardized file each chunk
 holds, written in the same transaction as the rows. Reloading the same file is a no-op; a new file
 for the chunk (a forced re-extract, a rules change) replaces the chunk's rows. When the chunk's
-window overlaps a chunk already loaded from the same dataset and schema, rows go through a staging
+window overlaps a chunk already loaded into the same table from the same dataset (of any schema that
+lands there: statistics and statistics.daily_summary, say), rows go through a staging
 table and only records not yet present (by the table's identity columns) are inserted, so every
 record is stored exactly once while distinct records sharing an instrument and timestamp all stay.
 """
@@ -92,9 +93,9 @@ class TimescaleLoader:
     def _overlaps_loaded(self, kind: RecordKind, event: ManifestEvent) -> bool:
         chunk = event.chunk
         row = self.conn.execute(
-            "SELECT 1 FROM hist_chunk_loads WHERE table_name = %s AND dataset = %s AND schema = %s"
+            "SELECT 1 FROM hist_chunk_loads WHERE table_name = %s AND dataset = %s"
             " AND chunk_id <> %s AND window_start < %s AND window_end > %s AND rows_loaded > 0 LIMIT 1",
-            (kind.table, chunk.dataset, chunk.schema_, chunk.chunk_id, chunk.end, chunk.start),
+            (kind.table, chunk.dataset, chunk.chunk_id, chunk.end, chunk.start),
         ).fetchone()
         return row is not None
 

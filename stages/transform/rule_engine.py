@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 from databento_dbn import UNDEF_PRICE, UNDEF_STAT_QUANTITY, UNDEF_TIMESTAMP
 
 from schemas.mappings import ColumnMapping, MappingConfig, ParamValue, RecordKind, Rule, Rules
 
-AGGREGATES = {"first": "arg_min({c}, ts_event_ns)", "last": "arg_max({c}, ts_event_ns)", "min": "min({c})",
-              "max": "max({c})", "sum": "CAST(sum({c}) AS BIGINT)"}
+AGGREGATES = {"first": "arg_min({c}, ts_event_ns){f}", "last": "arg_max({c}, ts_event_ns){f}", "min": "min({c}){f}",
+              "max": "max({c}){f}", "sum": "CAST(sum({c}){f} AS BIGINT)"}  # {f}: an optional FILTER clause
 
 
 def sql_literal(value: ParamValue) -> str:
@@ -32,6 +33,20 @@ def quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def utc_connection(config: Mapping[str, str | int | bool] | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection whose TIMESTAMPTZ values are UTC: results and Parquet files carry UTC, not
+    the host's zone (the setting needs ICU, which loads only after connecting)."""
+    con = duckdb.connect(config=dict(config or {}))
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def utc_timestamp(nanos: str) -> str:
+    """A TIMESTAMPTZ from nanoseconds since the epoch, read as UTC whatever the session's or the
+    host's time zone (a plain cast to TIMESTAMPTZ would read the naive timestamp in local time)."""
+    return f"timezone('UTC', make_timestamp(CAST({nanos} // 1000 AS BIGINT)))"
+
+
 def conversion_sql(column: ColumnMapping, dataset: str, interval: str | None, source_type: pa.DataType | None) -> str:
     """The DuckDB expression producing one standardized column from `src` and `sym`."""
     field = f"src.{quoted(column.source)}" if column.source else ""
@@ -42,8 +57,7 @@ def conversion_sql(column: ColumnMapping, dataset: str, interval: str | None, so
         case "quantity":
             return f"CASE WHEN {field} = {UNDEF_STAT_QUANTITY} THEN NULL ELSE CAST({field} AS BIGINT) END"
         case "timestamp":
-            return (f"CASE WHEN {field} = {UNDEF_TIMESTAMP} THEN NULL ELSE "
-                    f"CAST(make_timestamp(CAST({field} // 1000 AS BIGINT)) AS TIMESTAMPTZ) END")
+            return f"CASE WHEN {field} = {UNDEF_TIMESTAMP} THEN NULL ELSE {utc_timestamp(field)} END"
         case "nanos":
             return f"CASE WHEN {field} = {UNDEF_TIMESTAMP} THEN NULL ELSE CAST({field} AS BIGINT) END"
         case "int16" | "int32" | "int64":
@@ -67,18 +81,25 @@ def conversion_sql(column: ColumnMapping, dataset: str, interval: str | None, so
     raise AssertionError(column.as_)
 
 
+DERIVED_BAR_RULE = "derived_bar_complete"
+
+
 @dataclass(frozen=True)
 class CompiledTransform:
     """The SQL for one chunk. `setup` runs first, in order: it materializes `mapped` (standardized
-    columns, `rec_seq`, an identity hash), `dups` (the occurrence number of records whose identity
-    repeats, which is rare, so the window runs over few rows) and the `checked` view (adds
-    `dup_ordinal` and `passed`). `standardized`, `quarantine` and `warnings` read `checked`; failed
-    rule names are listed only for rows that failed."""
+    columns, `rec_seq`, an identity hash; records failing the schema's named filter are left out),
+    `dups` (the occurrence number of records whose identity repeats, which is rare, so the window
+    runs over few rows) and the `checked` view (adds `dup_ordinal` and `passed`); derived bars add
+    `bucketed` and `bad_buckets` (buckets holding a quarantined source bar). `standardized`,
+    `quarantine` and `warnings` read them; failed rule names are listed only for rows that failed, and warnings
+    counted only on rows that are stored.
+    `source_counts`, for derived bars, gives the source bars used and those in quarantined buckets."""
 
     setup: tuple[str, ...]
     standardized: str
     quarantine: str
     warnings: str
+    source_counts: str | None = None
 
 
 class RuleEngine:
@@ -91,12 +112,13 @@ class RuleEngine:
         schema_mapping = self.mapping.schema_mapping(schema)
         kind = self.mapping.record_kinds[schema_mapping.record]
         types = source_types or {}
+        interval = self.mapping.source_interval(schema)  # a derived bar's sources keep their own interval
         select = ",\n  ".join(
-            f"{conversion_sql(col, dataset, schema_mapping.interval, types.get(col.source or ''))} AS {quoted(name)}"
+            f"{conversion_sql(col, dataset, interval, types.get(col.source or ''))} AS {quoted(name)}"
             for name, col in kind.columns.items()
         )
         index_ts = f"src.{quoted(kind.index_ts)}"
-        where = f"WHERE {kind.keep_if}" if kind.keep_if else ""
+        where = f"WHERE {schema_mapping.filter.keep_if}" if schema_mapping.filter else ""
         mapped = (  # `sym` holds non-overlapping intervals, so the join matches at most once
             f"CREATE TEMP TABLE mapped AS SELECT *, hash({', '.join(quoted(c) for c in kind.identity)})"
             f" AS identity_hash FROM (\n SELECT {select},\n  src.rec_seq AS rec_seq\n FROM src LEFT JOIN sym"
@@ -112,41 +134,67 @@ class RuleEngine:
                    f" AS dup_ordinal, {self._passes(quarantine_rules, start_ns, end_ns)} AS passed"
                    f" FROM mapped m LEFT JOIN dups d USING (rec_seq)")
         out = ", ".join(quoted(c) for c in (*kind.columns, "dup_ordinal"))
-        good = f"SELECT {out}, rec_seq FROM checked WHERE passed"
-        standardized = (self._resampled(kind, good, schema_mapping.resample_seconds)
-                        if schema_mapping.resample_seconds else f"SELECT {out} FROM checked WHERE passed")
         failed = self._failed(quarantine_rules, start_ns, end_ns)
-        return CompiledTransform(
-            setup=(mapped, dups, checked),
-            standardized=standardized,
-            quarantine=(f"SELECT {out}, failed_rules[1] AS rule, failed_rules, rec_seq FROM (SELECT *, {failed}"
-                        f" AS failed_rules FROM checked WHERE NOT passed) ORDER BY rec_seq"),
-            warnings=(f"SELECT rule, count(*) AS n FROM (SELECT unnest({self._failed(warn_rules, start_ns, end_ns)})"
-                      f" AS rule FROM checked WHERE NOT {self._passes(warn_rules, start_ns, end_ns)})"
-                      " GROUP BY rule ORDER BY rule"),
-        )
+        quarantined_sources = (f"SELECT {out}, failed_rules[1] AS rule, failed_rules, CAST(NULL AS VARCHAR) AS detail,"
+                               f" rec_seq FROM (SELECT *, {failed} AS failed_rules FROM checked WHERE NOT passed)")
+        warnings = (f"SELECT rule, count(*) AS n FROM (SELECT unnest({self._failed(warn_rules, start_ns, end_ns)})"
+                    f" AS rule FROM checked WHERE passed AND NOT {self._passes(warn_rules, start_ns, end_ns)})"
+                    " GROUP BY rule ORDER BY rule")
+        if not schema_mapping.resample_seconds:
+            return CompiledTransform(
+                setup=(mapped, dups, checked), standardized=f"SELECT {out} FROM checked WHERE passed",
+                quarantine=f"{quarantined_sources} ORDER BY rec_seq", warnings=warnings)
+        return self._derived(kind, schema_mapping.resample_seconds, schema_mapping.interval or "",
+                             (mapped, dups, checked), quarantined_sources, warnings)
 
     @staticmethod
-    def _resampled(kind: RecordKind, good: str, seconds: int) -> str:
-        """Clock-aligned buckets of `seconds`: the record kind's `resample` aggregates for the value
-        columns, the bucket start for the time columns, every other column a group key. Empty
-        buckets produce no bar."""
+    def _derived(kind: RecordKind, seconds: int, interval: str, setup: tuple[str, ...], quarantined_sources: str,
+                 warnings: str) -> CompiledTransform:
+        """Clock-aligned bars of `seconds` built from every source bar of their bucket, or none: a
+        bucket holding a quarantined source bar goes to quarantine whole, as a bar under
+        DERIVED_BAR_RULE whose `detail` names the quarantined minutes (beside the source bars
+        themselves), so no bar lands short. Empty buckets produce no bar."""
         bucket_ns = seconds * 1_000_000_000
-        select, keys = [], []
-        for name in (*kind.columns, "dup_ordinal"):
-            if name == "ts_event_ns":
-                select.append("bucket AS ts_event_ns")
-            elif name == "ts_event":
-                select.append("CAST(make_timestamp(bucket // 1000) AS TIMESTAMPTZ) AS ts_event")
-            elif name == "dup_ordinal":
-                select.append("0 AS dup_ordinal")
-            elif name in kind.resample:
-                select.append(f"{AGGREGATES[kind.resample[name]].format(c=quoted(name))} AS {quoted(name)}")
-            else:
-                select.append(quoted(name))
-                keys.append(quoted(name))
-        return (f"SELECT {', '.join(select)} FROM (SELECT *, ts_event_ns - ts_event_ns % {bucket_ns} AS bucket"
-                f" FROM ({good})) GROUP BY bucket, {', '.join(keys)} ORDER BY ts_event_ns, instrument_id")
+        bucket_key = "instrument_id, publisher_id, bucket"
+        bucketed = (f"CREATE TEMP TABLE bucketed AS SELECT *, ts_event_ns - ts_event_ns % {bucket_ns} AS bucket"
+                    " FROM checked")
+        bad = ("CREATE TEMP TABLE bad_buckets AS SELECT instrument_id, publisher_id, bucket, string_agg(strftime("
+               "make_timestamp(CAST(ts_event_ns // 1000 AS BIGINT)), '%Y-%m-%dT%H:%M:%SZ'), ', ' ORDER BY ts_event_ns)"
+               " AS missing FROM bucketed WHERE NOT passed GROUP BY ALL")
+
+        def bar_columns(only_passed: bool) -> tuple[str, str]:
+            select, keys = [], []
+            for name in (*kind.columns, "dup_ordinal"):
+                if name == "ts_event_ns":
+                    select.append("bucket AS ts_event_ns")
+                elif name == "ts_event":
+                    select.append(f"{utc_timestamp('bucket')} AS ts_event")
+                elif name == "dup_ordinal":
+                    select.append("0 AS dup_ordinal")
+                elif name == "interval":
+                    select.append(f"{sql_literal(interval)} AS interval")
+                elif name in kind.resample:
+                    aggregate = AGGREGATES[kind.resample[name]].format(
+                        c=quoted(name), f=" FILTER (WHERE passed)" if only_passed else "")
+                    select.append(f"{aggregate} AS {quoted(name)}")
+                else:
+                    select.append(quoted(name))
+                    keys.append(quoted(name))
+            return ", ".join(select), ", ".join(["bucket", *keys])
+
+        good_select, group = bar_columns(False)
+        bad_select, _ = bar_columns(True)
+        standardized = (f"SELECT {good_select} FROM bucketed ANTI JOIN bad_buckets USING ({bucket_key})"
+                        f" GROUP BY {group} ORDER BY ts_event_ns, instrument_id")
+        incomplete = (f"SELECT {bad_select}, {sql_literal(DERIVED_BAR_RULE)} AS rule, [{sql_literal(DERIVED_BAR_RULE)}]"
+                      " AS failed_rules, 'quarantined source bars: ' || any_value(missing) AS detail,"
+                      f" min(rec_seq) AS rec_seq FROM bucketed JOIN bad_buckets USING ({bucket_key}) GROUP BY {group}")
+        return CompiledTransform(
+            setup=(*setup, bucketed, bad), standardized=standardized,
+            quarantine=f"SELECT * FROM ({quarantined_sources} UNION ALL {incomplete}) ORDER BY rec_seq, interval",
+            warnings=warnings,
+            source_counts=("SELECT count(*) FILTER (WHERE missing IS NULL), count(*) FILTER (WHERE missing IS NOT"
+                           f" NULL) FROM bucketed LEFT JOIN bad_buckets USING ({bucket_key})"))
 
     def _check(self, rule: Rule, start_ns: int, end_ns: int) -> str:
         params = {name: sql_literal(value) for name, value in self.rules.params.items()}

@@ -26,9 +26,10 @@ from lake.paths import LakePaths
 from lake.scratch import chunk_scratch
 from schemas.mappings import MappingConfig, Rules
 from stages.transform.decode import RawSymbols, day_ns, iter_batches, open_store, symbology_table
-from stages.transform.rule_engine import RuleEngine, sql_literal
+from stages.transform.rule_engine import RuleEngine, sql_literal, utc_connection
 
 log = logging.getLogger(__name__)
+ACCOUNTS = ("in", "standardized", "quarantined", "filtered", "duplicates")  # in = the other four
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class TransformReport:
     transformed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    records: dict[str, int] = field(default_factory=lambda: {"in": 0, "standardized": 0, "quarantined": 0})
+    records: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ACCOUNTS, 0))
 
 
 def pending(manifest: Manifest, rules_version: str, chunk_ids: set[str] | None = None, *,
@@ -93,8 +94,8 @@ def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None
         with lock:
             if isinstance(outcome, ManifestEvent):
                 report.transformed.append(extracted.chunk_id)
-                for key in report.records:
-                    report.records[key] += outcome.records.get(key, 0)
+                for key, n in outcome.records.items():
+                    report.records[key] = report.records.get(key, 0) + n
             elif outcome is None:
                 report.skipped.append(extracted.chunk_id)
             else:
@@ -154,18 +155,16 @@ def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted:
         raise ChunkFailed(chunk.chunk_id, "transform", "the extract event names no raw file")
     if not settings.paths.absolute(raw.path).exists():
         raise ChunkFailed(chunk.chunk_id, "transform", f"raw file {raw.path} is missing from the lake")
-    con = duckdb.connect(config={"memory_limit": settings.duckdb_memory_limit,
-                                 "threads": settings.duckdb_threads,
-                                 "temp_directory": str(scratch / "duckdb"),
-                                 "preserve_insertion_order": False})
+    con = utc_connection({"memory_limit": settings.duckdb_memory_limit, "threads": settings.duckdb_threads,
+                          "temp_directory": str(scratch / "duckdb"), "preserve_insertion_order": False})
     try:
         counts, files = _run_sql(settings, con, extracted, raw, scratch)
     finally:
         con.close()
     event = manifest.record("transform", chunk, files=files, input_sha256=(raw.sha256,),
                             records=counts, rules_version=settings.rules_version)
-    log.info("transformed chunk %s: %d in, %d standardized, %d quarantined", chunk.chunk_id,
-             counts["in"], counts["standardized"], counts["quarantined"],
+    log.info("transformed chunk %s: %d in, %d standardized, %d quarantined, %d filtered, %d duplicates",
+             chunk.chunk_id, *(counts[k] for k in ACCOUNTS),
              extra={"event": "chunk_committed", "stage": "transform", "chunk_id": chunk.chunk_id,
                     "records": counts["in"]})
     if counts["quarantined"]:
@@ -185,7 +184,7 @@ def _run_sql(settings: TransformSettings, con: duckdb.DuckDBPyConnection, extrac
         con.register("sym", symbology_table(store, _raw_symbols(settings.paths, extracted)))
     except Exception as exc:  # a corrupt or truncated file fails this chunk only
         raise _undecodable(chunk.chunk_id, raw, exc) from exc
-    counts = {"in": 0, "standardized": 0, "quarantined": 0}
+    counts = dict.fromkeys(ACCOUNTS, 0)
     files: list[FileRef] = []
     if source.first is None:
         return counts, files
@@ -198,22 +197,45 @@ def _run_sql(settings: TransformSettings, con: duckdb.DuckDBPyConnection, extrac
     for statement in compiled.setup:
         con.execute(statement)
     counts["in"] = source.records
-    counts["filtered"] = source.records - con.execute("SELECT count(*) FROM mapped").fetchone()[0]  # type: ignore[index]
+    counts["filtered"] = source.records - _count(con, "SELECT count(*) FROM mapped")
+    named_filter = settings.mapping.schema_mapping(chunk.schema_).filter
+    if named_filter:
+        counts[f"filtered:{named_filter.name}"] = counts["filtered"]
     table = settings.mapping.kind_for(chunk.schema_).table
     outputs: tuple[tuple[Literal["standardized", "quarantine"], str], ...] = (
         ("standardized", compiled.standardized), ("quarantine", compiled.quarantine))
     for role, query in outputs:
         temp = scratch / f"{role}.parquet"
-        count = con.execute(f"COPY ({query}) TO {sql_literal(str(temp))} (FORMAT parquet, COMPRESSION zstd,"
-                            f" COMPRESSION_LEVEL {settings.parquet_compression_level}, ROW_GROUP_SIZE 122880)"
-                            ).fetchone()[0]  # type: ignore[index]
+        count = _count(con, f"COPY ({query}) TO {sql_literal(str(temp))} (FORMAT parquet, COMPRESSION zstd,"
+                            f" COMPRESSION_LEVEL {settings.parquet_compression_level}, ROW_GROUP_SIZE 122880)")
         counts["quarantined" if role == "quarantine" else "standardized"] = count
         if count:
             files.append(commit_into_lake(settings.paths, temp, role, count,
                                           partial(settings.paths.table_file, role, table, chunk)))
+    if compiled.source_counts:
+        counts["source_used"], counts["source_quarantined"] = con.execute(compiled.source_counts).fetchone()  # type: ignore[misc]
     for rule, n in con.execute(compiled.warnings).fetchall():
         counts[f"warn:{rule}"] = int(n)
+    _check_accounts(chunk.chunk_id, counts)
     return counts, files
+
+
+def _count(con: duckdb.DuckDBPyConnection, query: str) -> int:
+    return int(con.execute(query).fetchone()[0])  # type: ignore[index]
+
+
+def _check_accounts(chunk_id: str, counts: dict[str, int]) -> None:
+    """Every record in is standardized, quarantined, filtered by a named filter or merged as a
+    duplicate (hist keeps repeated identities as rows numbered by dup_ordinal, so none are merged);
+    for derived bars the source bars are either used or in a quarantined bucket. A chunk whose
+    outputs do not add up fails before it commits."""
+    if "source_used" in counts:
+        kept, how = counts["source_used"] + counts["source_quarantined"], "source bars used + in quarantined bars"
+    else:
+        kept, how = counts["standardized"] + counts["quarantined"], "standardized + quarantined"
+    if kept + counts["filtered"] + counts["duplicates"] != counts["in"]:
+        raise ChunkFailed(chunk_id, "transform", f"records do not add up: {counts['in']} in, but {how} {kept}"
+                          f" + filtered {counts['filtered']} + duplicates {counts['duplicates']}")
 
 
 def _undecodable(chunk_id: str, raw: FileRef, exc: BaseException) -> ChunkFailed:

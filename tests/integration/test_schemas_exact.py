@@ -8,6 +8,7 @@ from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 from databento import DBNStore
@@ -21,7 +22,6 @@ MAPPINGS = load_mappings(Path(__file__).parents[2] / "configs" / "databento_mapp
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 UNDEF_PRICE = UNDEF_QUANTITY = 2**63 - 1
 UNDEF_TIMESTAMP = 2**64 - 1
-KEPT_STAT_TYPES = {1, 3, 4, 5, 6, 9}
 REQUESTED = ("ESH4", "NQH4")
 
 
@@ -30,8 +30,6 @@ def source_records(data: Path, dataset: str, schema: str) -> list[object]:
     records = [r for day in ("2024-01-02", "2024-01-03")
                for r in DBNStore.from_file(data / dataset / schema / f"{day}.dbn.zst")
                if r.instrument_id in ids]
-    if schema == "statistics":
-        records = [r for r in records if int(r.stat_type) in KEPT_STAT_TYPES]
     return records
 
 
@@ -57,11 +55,14 @@ def expected(record: object, column: ColumnMapping, symbol: str) -> object:
         case "nanos":
             return None if raw == UNDEF_TIMESTAMP else raw
         case "char" | "text":
-            return raw or None
+            return None if raw in ("", "\0") else raw
         case _:
-            if column.null_if_max and raw in (2**8 - 1, 2**16 - 1, 2**31 - 1, 2**32 - 1, 2**63 - 1, 2**64 - 1):
-                return None
-            return raw
+            return None if column.null_if_max and raw == type_max(record, column.source or "") else raw
+
+
+def type_max(record: object, name: str) -> int:
+    """The largest value of the record field's own integer type: Databento's 'unset'."""
+    return int(np.iinfo(np.dtype(dict(type(record)._dtypes)[name])).max)  # type: ignore[attr-defined]
 
 
 def stored(value: object, column: ColumnMapping) -> object:

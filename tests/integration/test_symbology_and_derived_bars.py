@@ -17,7 +17,7 @@ WINDOW = ["--start-date", "2024-01-02", "--end-date", "2024-01-04"]
 
 def labels(database_url: str) -> set[tuple[str, str, str]]:
     with psycopg.connect(database_url) as conn:
-        return set(conn.execute("SELECT DISTINCT symbol, raw_symbol, date(ts_event)::text FROM ohlcv_data").fetchall())
+        return set(conn.execute("SELECT DISTINCT symbol, raw_symbol, date(ts_event AT TIME ZONE 'UTC')::text FROM ohlcv_data").fetchall())
 
 
 def test_ingest_given_parent_symbol_labels_rows_with_it_and_keeps_each_contract(hist: HistRunner,

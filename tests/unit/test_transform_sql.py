@@ -75,12 +75,12 @@ def test_rules_given_bad_rows_list_every_failed_rule(bars_file: Path) -> None:
 
     rows = con.execute(f"SELECT rule, failed_rules FROM ({compiled.quarantine}) ORDER BY rec_seq").fetchall()
 
-    assert rows == [
-        ("ohlcv_prices_positive", ["ohlcv_prices_positive"]),
-        ("ohlcv_prices_positive", ["ohlcv_prices_positive", "ohlcv_high_ge_low", "ohlcv_open_close_within_range",
-                                   "ts_event_in_window"]),
+    assert rows == [  # a negative price is legal (spreads): only the bar with no prices fails
+        ("ohlcv_prices_present", ["ohlcv_prices_present", "ohlcv_high_ge_low", "ohlcv_open_close_within_range",
+                                  "ts_event_in_window"]),
     ]
-    assert con.execute(f"SELECT count(*) FROM ({compiled.standardized})").fetchone() == (2,)
+    assert con.execute(f"SELECT count(*) FROM ({compiled.standardized})").fetchone() == (3,)
+    assert con.execute(compiled.warnings).fetchall() == [("ohlcv_prices_positive", 1)]
 
 
 def test_iter_batches_given_small_batch_size_yields_bounded_batches(bars_file: Path) -> None:
@@ -103,65 +103,80 @@ def prices(delta: int) -> Callable[[np.ndarray], None]:
 
 
 OTHER_INSTRUMENT = setter(instrument_id=ES + 1)
-CASES: list[tuple[str, str, Callable[[np.ndarray], None]]] = [
-    ("ohlcv-1m", "ohlcv_prices_positive", setter(open=-TICK, high=-TICK, low=-TICK, close=-TICK)),
+Case = tuple[str, str, Callable[[np.ndarray], None]]
+CASES: list[Case] = [
+    ("ohlcv-1m", "ohlcv_prices_present", setter(close=dbn.UNDEF_PRICE)),
     ("ohlcv-1m", "ohlcv_high_ge_low", lambda r: setter(high=r["low"] - TICK)(r)),
     ("ohlcv-1m", "ohlcv_open_close_within_range", prices(TICK)),
     ("ohlcv-1m", "ohlcv_volume_non_negative", setter(volume=2**64 - 5)),
     ("ohlcv-1m", "ts_event_in_window", setter(ts_event=END + 60 * 10**9)),
-    ("ohlcv-1m", "symbol_present", OTHER_INSTRUMENT),
-    ("trades", "trade_price_positive", setter(price=0)),
+    ("trades", "trade_price_present", setter(price=dbn.UNDEF_PRICE)),
     ("trades", "trade_size_positive", setter(size=0)),
     ("trades", "trade_side_valid", setter(side=b"X")),
     ("trades", "ts_event_defined", setter(ts_event=dbn.UNDEF_TIMESTAMP)),
     ("trades", "ts_recv_in_window", setter(ts_recv=END + 1)),
-    ("trades", "symbol_present", OTHER_INSTRUMENT),
-    ("tbbo", "tbbo_trade_price_positive", setter(price=-TICK)),
+    ("tbbo", "tbbo_trade_price_present", setter(price=dbn.UNDEF_PRICE)),
     ("tbbo", "trade_size_positive", setter(size=0)),
     ("tbbo", "trade_side_valid", setter(side=b"?")),
-    ("tbbo", "tbbo_bid_le_ask", lambda r: setter(bid_px_00=r["ask_px_00"] + TICK)(r)),
     ("tbbo", "ts_event_defined", setter(ts_event=dbn.UNDEF_TIMESTAMP)),
     ("tbbo", "ts_recv_in_window", setter(ts_recv=DAY - 1)),
-    ("tbbo", "symbol_present", OTHER_INSTRUMENT),
-    ("statistics", "statistics_value_present", setter(stat_type=3, price=dbn.UNDEF_PRICE)),
+    ("statistics", "statistics_value_present", setter(price=dbn.UNDEF_PRICE, quantity=dbn.UNDEF_STAT_QUANTITY)),
     ("statistics", "statistics_update_action_valid", setter(update_action=7)),
     ("statistics", "ts_event_defined", setter(ts_event=dbn.UNDEF_TIMESTAMP)),
     ("statistics", "ts_recv_in_window", setter(ts_recv=END)),
-    ("statistics", "symbol_present", OTHER_INSTRUMENT),
     ("definition", "definition_required_fields", setter(raw_symbol=b"")),
-    ("definition", "definition_expiration_for_derivatives", setter(expiration=dbn.UNDEF_TIMESTAMP)),
-    ("definition", "definition_strike_for_options", setter(instrument_class=b"C")),
     ("definition", "ts_recv_in_window", setter(ts_recv=END + 5)),
 ]
+# What is legal at some venue is only counted: the record still lands.
+WARN_CASES: list[Case] = [
+    ("ohlcv-1m", "ohlcv_prices_positive", setter(open=-TICK, high=-TICK, low=-TICK, close=-TICK)),
+    ("ohlcv-1m", "symbol_present", OTHER_INSTRUMENT),
+    ("trades", "trade_price_positive", setter(price=0)),
+    ("trades", "symbol_present", OTHER_INSTRUMENT),
+    ("tbbo", "tbbo_trade_price_positive", setter(price=-TICK)),
+    ("tbbo", "tbbo_bid_le_ask", lambda r: setter(bid_px_00=r["ask_px_00"] + TICK)(r)),
+    ("tbbo", "symbol_present", OTHER_INSTRUMENT),
+    ("statistics", "symbol_present", OTHER_INSTRUMENT),
+    ("definition", "definition_tick_size_present", setter(min_price_increment=dbn.UNDEF_PRICE)),
+    ("definition", "definition_expiration_for_derivatives", setter(expiration=dbn.UNDEF_TIMESTAMP)),
+    ("definition", "definition_strike_for_options", setter(instrument_class=b"C")),
+    ("definition", "symbol_present", OTHER_INSTRUMENT),
+]
+KINDS = {s: MAPPING.schema_mapping(s).record for s in ("ohlcv-1m", "trades", "tbbo", "statistics", "definition")}
 
 
-def test_cases_cover_every_quarantine_rule() -> None:
-    kinds = {s: MAPPING.schema_mapping(s).record for s in ("ohlcv-1m", "trades", "tbbo", "statistics", "definition")}
-    every = {(schema, r.name) for schema, kind in kinds.items() for r in RULES.by_kind[kind]
-             if r.severity == "quarantine"}
-    assert every == {(schema, rule) for schema, rule, _ in CASES}
+@pytest.mark.parametrize(("severity", "cases"), [("quarantine", CASES), ("warn", WARN_CASES)])
+def test_cases_cover_every_rule(severity: str, cases: list[Case]) -> None:
+    every = {(schema, r.name) for schema, kind in KINDS.items() for r in RULES.by_kind[kind] if r.severity == severity}
+    assert every == {(schema, rule) for schema, rule, _ in cases}
+
+
+def three_records_second_mutated(schema: str, mutate: Callable[[np.ndarray], None], tmp_path: Path
+                                 ) -> tuple[duckdb.DuckDBPyConnection, CompiledTransform]:
+    rng = np.random.default_rng(3)
+    records = day_records(rng, schema, "GLBX.MDP3", "ESH4", date(2024, 1, 2), trades_per_day=3)[:3].copy()
+    if len(records) < 3:  # one definition a day: three copies of a good one
+        records = records[:1].repeat(3)
+    mutate(records[1:2])
+    return run_sql(write(tmp_path / "one.dbn.zst", schema, records), schema)
 
 
 @pytest.mark.parametrize(("schema", "rule", "mutate"), CASES, ids=[f"{s}-{r}" for s, r, _ in CASES])
 def test_rule_given_record_built_to_fail_it_quarantines_it_by_name(
         schema: str, rule: str, mutate: Callable[[np.ndarray], None], tmp_path: Path) -> None:
-    rng = np.random.default_rng(3)
-    records = day_records(rng, schema, "GLBX.MDP3", "ESH4", date(2024, 1, 2), trades_per_day=3)[:3].copy()
-    if schema in ("statistics", "definition"):  # one record per day: three copies of a good one
-        records = records[:1].repeat(3)
-    mutate(records[1:2])
-    con, compiled = run_sql(write(tmp_path / "one.dbn.zst", schema, records), schema)
+    con, compiled = three_records_second_mutated(schema, mutate, tmp_path)
 
     quarantined = con.execute(f"SELECT rule, rec_seq FROM ({compiled.quarantine})").fetchall()
 
     assert quarantined == [(rule, 1)]
-    assert con.execute(f"SELECT count(*) FROM ({compiled.standardized})").fetchone() == (len(records) - 1,)
+    assert con.execute(f"SELECT count(*) FROM ({compiled.standardized})").fetchone() == (2,)
 
 
-def test_warn_rule_given_failing_row_counts_it_and_keeps_the_row(tmp_path: Path) -> None:
-    records = day_records(np.random.default_rng(1), "definition", "GLBX.MDP3", "ESH4", date(2024, 1, 2), 1).copy()
-    OTHER_INSTRUMENT(records)
-    con, compiled = run_sql(write(tmp_path / "def.dbn.zst", "definition", records), "definition")
+@pytest.mark.parametrize(("schema", "rule", "mutate"), WARN_CASES, ids=[f"{s}-{r}" for s, r, _ in WARN_CASES])
+def test_warn_rule_given_record_built_to_fail_it_counts_it_and_stores_it(
+        schema: str, rule: str, mutate: Callable[[np.ndarray], None], tmp_path: Path) -> None:
+    con, compiled = three_records_second_mutated(schema, mutate, tmp_path)
 
-    assert con.execute(compiled.warnings).fetchall() == [("symbol_present", 1)]
-    assert con.execute(f"SELECT count(*) FROM ({compiled.standardized})").fetchone() == (1,)
+    assert con.execute(f"SELECT count(*) FROM ({compiled.quarantine})").fetchone() == (0,)
+    assert con.execute(f"SELECT count(*) FROM ({compiled.standardized})").fetchone() == (3,)
+    assert (rule, 1) in con.execute(compiled.warnings).fetchall()
