@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STATE := .hist
 PG_PORT ?= 55432
+TEST_TZ ?= America/New_York# hosts are not all UTC: the suite runs off UTC (override: make test TEST_TZ=Asia/Tokyo)
 
 .PHONY: demo test lint bench timescaledb stop clean
 
@@ -21,7 +22,7 @@ demo: $(BIN)/.installed timescaledb
 	STATE=$(STATE) PG_PORT=$(PG_PORT) bash tools/demo.sh
 
 test: $(BIN)/.installed timescaledb
-	$(BIN)/pytest -q
+	TZ=$(TEST_TZ) $(BIN)/pytest -q
 
 bench: $(BIN)/.installed timescaledb
 	$(BIN)/python tools/bench.py
