@@ -88,7 +88,11 @@ class ManifestEvent(BaseModel):
     """One line of the manifest log: a stage committed (or failed to commit) its output for a chunk.
 
     `input_sha256` names the files consumed, so a downstream stage knows its output is stale when an
-    upstream file is replaced (a forced re-extract, a rules change).
+    upstream file is replaced (a forced re-extract); `rules_version` says which mapping and rules a
+    transform ran under, so a change of either shows the chunk as stale. An extract event with
+    `symbology_pending` holds bytes already bought whose raw symbols are still to be resolved:
+    transform waits for the event that adds the symbology file, and a rerun resolves without
+    downloading again.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -104,6 +108,7 @@ class ManifestEvent(BaseModel):
     records: dict[str, int] = Field(default_factory=dict)
     rules_version: str | None = None
     error: str | None = None
+    symbology_pending: bool = False  # extract: raw bytes committed, raw symbols not resolved yet
     created_at: datetime
 
     def file(self, role: FileRole) -> FileRef | None:

@@ -58,6 +58,7 @@ class Manifest:
         records: dict[str, int] | None = None,
         rules_version: str | None = None,
         error: str | None = None,
+        symbology_pending: bool = False,
     ) -> ManifestEvent:
         event = ManifestEvent(
             event_id=uuid.uuid4().hex,
@@ -70,6 +71,7 @@ class Manifest:
             records=records or {},
             rules_version=rules_version,
             error=error,
+            symbology_pending=symbology_pending,
             created_at=datetime.now(UTC),
         )
         self.append(event)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from databento_dbn import UNDEF_PRICE, UNDEF_STAT_QUANTITY, UNDEF_TIMESTAMP
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+
 def _price(value: object) -> Decimal | None:
     if value is None or isinstance(value, Decimal):
         return value

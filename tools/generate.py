@@ -4,6 +4,25 @@ One zstd DBN file per (dataset, schema, UTC day) under <out>/<dataset>/<schema>/
 <out>/<dataset>/symbology.json, which the replay gateway serves. Record arrays are filled with numpy
 (no Python object per record), so tens of millions of records take seconds. Deterministic by seed.
 
+The symbol's shape decides the instrument (tools/instruments.py), so callers pass plain symbols:
+
+    ESH4, NQH4             futures: all day but the 21:00-22:00 UTC halt, every definition field set
+    ESH4-ESM4              calendar spread: class S, prices around zero (bars and trades may be <= 0),
+                           its definition one record per leg
+    NVDA, AAPL             equity (no digit): class K, 09:00-24:00 UTC, definition mostly unset, like
+                           XNAS.ITCH's
+    "ESH4 C4800"           option (space, C or P, strike): class C/P, strike and underlying set, trades
+                           and bars from publishers 1 and 2 for the same instrument at overlapping times
+
+Datasets IFEU.* / IFUS.* (ICE) give futures (and spread) definitions without display_factor and with
+ts_event 0.
+Spreads, equities and options also get what thin or multi-venue books show: varied trade flags, a
+tbbo side left empty (UNDEF_PRICE, size 0). Statistics carry every databento_dbn StatType per
+instrument-day (prices or quantities, the other UNDEF; ts_ref only for settlement, cleared volume and
+open interest), stat_flags up to 255, and one delete (update_action 2) with price and quantity UNDEF.
+The parent symbology (ES.FUT) holds only the root's futures, continuous (ES.c.0) rolls through them,
+and ES.OPT holds the root's options. version= writes DBN v1, v2 or v3 layouts.
+
     python tools/generate.py --out data --dataset GLBX.MDP3 --symbols ESH4,NQH4 \
         --start 2024-01-02 --end 2024-01-04 --schemas ohlcv-1m,trades --trades-per-day 50000
 """
@@ -12,8 +31,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import zlib
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,182 +41,158 @@ import databento_dbn as dbn
 import numpy as np
 import zstandard
 
-NS = 1_000_000_000
-PRICE = 1_000_000_000  # fixed-point scale
-OHLCV_RTYPES = {"ohlcv-1s": (0x20, 1), "ohlcv-1m": (0x21, 60), "ohlcv-1h": (0x22, 3600), "ohlcv-1d": (0x23, 86400)}
-RECORDS = {"trades": dbn.TradeMsg, "tbbo": dbn.MBP1Msg, "statistics": dbn.StatMsg,
-           "definition": dbn.InstrumentDefMsg, **{s: dbn.OHLCVMsg for s in OHLCV_RTYPES}}
-RTYPE = {"trades": 0x00, "tbbo": 0x01, "statistics": 0x18, "definition": 0x13}
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools.generate_definitions import definition
+from tools.instruments import TICK, Instrument, Session, base_price, instrument_id, parse, publishers
+from tools.records import NS, OHLCV_RTYPES, PRICE, RECORDS, day_start_ns, empty, record_class
+
+__all__ = ["NS", "PRICE", "RECORDS", "TICK", "base_price", "day_records", "day_start_ns", "empty", "generate",
+           "index_ts", "instrument_id", "merge_symbology", "metadata", "record_class", "symbology", "write_dbn"]
 ALL_SCHEMAS = tuple(RECORDS)
 BAR_ACTIVITY = {"ohlcv-1s": 0.25, "ohlcv-1m": 0.9, "ohlcv-1h": 1.0, "ohlcv-1d": 1.0}
-TICK = PRICE // 4  # 0.25
-HALT = (21 * 3600, 22 * 3600)  # the daily trading halt, in seconds of the UTC day: no trades, no bars
+STAT_TYPES = tuple(int(t) for t in dbn.StatType.variants())
+QUANTITY_STATS = tuple(int(t) for t in dbn.StatType.variants() if "VOLUME" in t.name or t.name == "OPEN_INTEREST")
+REFERENCE_STATS = tuple(int(t) for t in (dbn.StatType.SETTLEMENT_PRICE, dbn.StatType.CLEARED_VOLUME,
+                                         dbn.StatType.OPEN_INTEREST))
+DELETED_STAT = int(dbn.StatType.INDICATIVE_OPENING_PRICE)
+STAT_FLAGS = (0, 1, 2, 3, 255)
+TRADE_FLAGS = np.array([0, dbn.F_LAST, dbn.F_LAST | dbn.F_PUBLISHER_SPECIFIC, dbn.F_LAST | dbn.F_BAD_TS_RECV],
+                       dtype=np.uint8)
+EMPTY_SIDE_SHARE = 0.03  # tbbo records with one side of the book empty, for thin books
 
 
-def instrument_id(dataset: str, symbol: str) -> int:
-    """A stable instrument id per (dataset, symbol), as a vendor would assign."""
-    return 1000 + zlib.crc32(f"{dataset}/{symbol}".encode()) % 900_000
+def clip(prices: np.ndarray, floor: int | None) -> np.ndarray:
+    return prices if floor is None else np.maximum(prices, floor)
 
 
-def base_price(symbol: str) -> int:
-    return (1000 + zlib.crc32(symbol.encode()) % 9000) * PRICE
+def walk(rng: np.random.Generator, start: int, n: int, tick: int, floor: int | None) -> np.ndarray:
+    """A random walk on the tick grid, kept at or above `floor` (None: free to cross zero)."""
+    return clip(start + np.cumsum(rng.integers(-2, 3, size=n) * tick), floor)
 
 
-def day_start_ns(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * NS
+def in_session(session: Session, seconds: np.ndarray) -> np.ndarray:
+    inside = np.zeros(len(seconds), dtype=bool)
+    for opens, closes in session:
+        inside |= (seconds >= opens) & (seconds < closes)
+    return inside
 
 
-def record_class(schema: str, version: int = dbn.DBN_VERSION) -> type:
-    """The record class of `schema` in DBN `version` (layouts of definitions and statistics differ)."""
-    latest = RECORDS[schema]
-    if version >= dbn.DBN_VERSION:
-        return latest
-    return getattr(getattr(dbn, f"v{version}"), latest.__name__, latest)
+def session_offsets(rng: np.random.Generator, session: Session, n: int) -> np.ndarray:
+    """n sorted uniform ns offsets of the UTC day that fall inside the session."""
+    opens = np.array([o for o, _ in session], dtype=np.int64) * NS
+    lengths = np.array([c - o for o, c in session], dtype=np.int64) * NS
+    ends = np.cumsum(lengths)
+    offsets = rng.integers(0, int(ends[-1]), size=n, dtype=np.int64)
+    part = np.searchsorted(ends, offsets, side="right")
+    return np.sort(offsets - (ends - lengths)[part] + opens[part])
 
 
-def empty(schema: str, n: int, version: int = dbn.DBN_VERSION) -> np.ndarray:
-    record = record_class(schema, version)
-    arr = np.zeros(n, dtype=record._dtypes)
-    arr["length"] = record.size_hint // 4
-    arr["rtype"] = OHLCV_RTYPES[schema][0] if schema in OHLCV_RTYPES else RTYPE[schema]
-    arr["publisher_id"] = 1
-    return arr
-
-
-def walk(rng: np.random.Generator, start: int, n: int) -> np.ndarray:
-    """A random walk on the 0.25 tick grid, always positive."""
-    steps = rng.integers(-2, 3, size=n) * TICK
-    return np.maximum(start + np.cumsum(steps), 10 * PRICE)
-
-
-def ohlcv(rng: np.random.Generator, schema: str, iid: int, symbol: str, day: date) -> np.ndarray:
+def ohlcv(rng: np.random.Generator, schema: str, iid: int, instrument: Instrument, day: date, publisher: int
+          ) -> np.ndarray:
     _, seconds = OHLCV_RTYPES[schema]
     slots = 86400 // seconds
     starts = np.arange(slots) * seconds
-    in_halt = (starts >= HALT[0]) & (starts < HALT[1]) if seconds < 86400 else np.zeros(slots, dtype=bool)
-    active = np.flatnonzero((rng.random(slots) < BAR_ACTIVITY[schema]) & ~in_halt)
-    n = len(active)
+    open_slot = in_session(instrument.session, starts) if seconds < 86400 else np.ones(slots, dtype=bool)
+    active = np.flatnonzero((rng.random(slots) < BAR_ACTIVITY[schema]) & open_slot)
+    n, tick = len(active), instrument.tick
     arr = empty(schema, n)
+    arr["publisher_id"] = publisher
     arr["instrument_id"] = iid
     arr["ts_event"] = day_start_ns(day) + active.astype(np.uint64) * seconds * NS
-    opens = walk(rng, base_price(symbol), n)
-    closes = opens + rng.integers(-4, 5, size=n) * TICK
-    closes = np.maximum(closes, 10 * PRICE)
+    opens = walk(rng, base_price(instrument.symbol), n, tick, instrument.floor)
+    closes = clip(opens + rng.integers(-4, 5, size=n) * tick, instrument.floor)
     arr["open"], arr["close"] = opens, closes
-    arr["high"] = np.maximum(opens, closes) + rng.integers(0, 4, size=n) * TICK
-    arr["low"] = np.minimum(opens, closes) - rng.integers(0, 4, size=n) * TICK
+    arr["high"] = np.maximum(opens, closes) + rng.integers(0, 4, size=n) * tick
+    arr["low"] = np.minimum(opens, closes) - rng.integers(0, 4, size=n) * tick
     arr["volume"] = rng.integers(1, 500, size=n)
     return arr
 
 
-def trade_like(rng: np.random.Generator, schema: str, iid: int, symbol: str, day: date, n: int) -> np.ndarray:
+def trade_like(rng: np.random.Generator, schema: str, iid: int, instrument: Instrument, day: date, n: int,
+               publisher_ids: tuple[int, ...]) -> np.ndarray:
     arr = empty(schema, n)
     arr["instrument_id"] = iid
-    offsets = rng.integers(0, (86400 - (HALT[1] - HALT[0])) * NS, size=n, dtype=np.int64)
-    offsets[offsets >= HALT[0] * NS] += (HALT[1] - HALT[0]) * NS  # skip the halt
-    ts_recv = day_start_ns(day) + np.sort(offsets).astype(np.uint64)
+    ts_recv = day_start_ns(day) + session_offsets(rng, instrument.session, n).astype(np.uint64)
     delay = rng.integers(1_000, 50_000, size=n).astype(np.uint64)
     arr["ts_recv"] = ts_recv
     arr["ts_event"] = ts_recv - delay
     arr["ts_in_delta"] = rng.integers(1_000, 20_000, size=n)
-    arr["price"] = walk(rng, base_price(symbol), n)
+    arr["price"] = walk(rng, base_price(instrument.symbol), n, instrument.tick, instrument.floor)
     arr["size"] = rng.integers(1, 50, size=n)
     arr["action"] = b"T"
     arr["side"] = rng.choice(np.array([b"A", b"B", b"N"]), size=n, p=[0.48, 0.48, 0.04])
-    arr["flags"] = 128
+    arr["flags"] = dbn.F_LAST
     arr["sequence"] = np.arange(1, n + 1, dtype=np.uint32) + rng.integers(0, 1000)
     if schema == "tbbo":
-        spread = rng.integers(1, 3, size=n) * TICK
+        spread = rng.integers(1, 3, size=n) * instrument.tick
         arr["bid_px_00"] = arr["price"] - spread
         arr["ask_px_00"] = arr["price"] + spread
         arr["bid_sz_00"] = rng.integers(1, 200, size=n)
         arr["ask_sz_00"] = rng.integers(1, 200, size=n)
         arr["bid_ct_00"] = rng.integers(1, 30, size=n)
         arr["ask_ct_00"] = rng.integers(1, 30, size=n)
+    # one venue draws nothing, so a future's records stay what they were before options existed
+    arr["publisher_id"] = rng.choice(publisher_ids, size=n) if len(publisher_ids) > 1 else publisher_ids[0]
+    if instrument.kind != "future":
+        arr["flags"] = rng.choice(TRADE_FLAGS, size=n)
+        if schema == "tbbo":
+            empty_book_side(rng, arr)
     return arr
 
 
-STAT_TYPES = (1, 3, 4, 5, 6, 9)  # opening, settlement, session low/high, cleared volume, open interest
+def empty_book_side(rng: np.random.Generator, arr: np.ndarray) -> None:
+    """Leave the bid or the ask of a few records empty, as a thin book does: UNDEF_PRICE, size 0."""
+    chosen = rng.random(len(arr)) < EMPTY_SIDE_SHARE
+    bid = rng.random(len(arr)) < 0.5
+    for side, rows in (("bid", chosen & bid), ("ask", chosen & ~bid)):
+        arr[f"{side}_px_00"][rows] = dbn.UNDEF_PRICE
+        arr[f"{side}_sz_00"][rows] = 0
+        arr[f"{side}_ct_00"][rows] = 0
 
 
-def statistics(rng: np.random.Generator, iid: int, symbol: str, day: date, version: int) -> np.ndarray:
-    n = len(STAT_TYPES)
+def statistics(rng: np.random.Generator, iid: int, instrument: Instrument, day: date, version: int,
+               publisher: int) -> np.ndarray:
+    """One record per StatType through the day, then a delete of the indicative opening price."""
+    types = np.array((*STAT_TYPES, DELETED_STAT), dtype=np.uint16)
+    n = len(types)
     arr = empty("statistics", n, version)
     undef_quantity = np.iinfo(arr.dtype["quantity"]).max  # UNDEF_STAT_QUANTITY of this version
     start = day_start_ns(day)
+    arr["publisher_id"] = publisher
     arr["instrument_id"] = iid
-    arr["ts_recv"] = start + np.arange(1, n + 1, dtype=np.uint64) * 3600 * NS
+    arr["ts_recv"] = start + 3600 * NS + np.arange(n, dtype=np.uint64) * (20 * 3600 * NS // n)
     arr["ts_event"] = arr["ts_recv"] - 10_000
-    arr["stat_type"] = STAT_TYPES
-    arr["update_action"] = 1
+    arr["ts_in_delta"] = rng.integers(1_000, 30_000, size=n)
+    arr["stat_type"] = types
+    arr["update_action"] = np.where(np.arange(n) == n - 1, 2, 1)
     arr["sequence"] = np.arange(1, n + 1)
-    price = base_price(symbol) + rng.integers(-20, 20, size=n) * TICK
-    is_quantity = np.isin(arr["stat_type"], (6, 9))
-    arr["price"] = np.where(is_quantity, dbn.UNDEF_PRICE, price)
-    arr["quantity"] = np.where(is_quantity, rng.integers(1_000, 500_000, size=n), undef_quantity)
-    arr["ts_ref"] = np.where(np.isin(arr["stat_type"], (3, 6, 9)), start, dbn.UNDEF_TIMESTAMP)
-    arr["stat_flags"] = 0
+    tick = instrument.tick
+    price = np.select(
+        [types == int(dbn.StatType.NET_CHANGE), types == int(dbn.StatType.VOLATILITY),
+         types == int(dbn.StatType.DELTA)],
+        [rng.integers(-40, 41, size=n) * tick, rng.integers(10, 80, size=n) * PRICE // 100,
+         rng.integers(-100, 101, size=n) * PRICE // 100],
+        base_price(instrument.symbol) + rng.integers(-20, 20, size=n) * tick)
+    is_quantity = np.isin(types, QUANTITY_STATS)
+    deleted = arr["update_action"] == 2
+    arr["price"] = np.where(is_quantity | deleted, dbn.UNDEF_PRICE, price)
+    arr["quantity"] = np.where(is_quantity & ~deleted, rng.integers(1_000, 500_000, size=n), undef_quantity)
+    arr["ts_ref"] = np.where(np.isin(types, REFERENCE_STATS) & ~deleted, np.uint64(start),
+                             np.uint64(dbn.UNDEF_TIMESTAMP))
+    arr["stat_flags"] = rng.permutation(np.resize(STAT_FLAGS, n))
     return arr
-
-
-def definition(iid: int, symbol: str, day: date, version: int) -> np.ndarray:
-    arr = empty("definition", 1, version)
-    record = _Settable(arr[0])
-    start = day_start_ns(day)
-    record["instrument_id"] = iid
-    record["ts_recv"] = start + 60 * NS
-    record["ts_event"] = start + 30 * NS
-    record["raw_symbol"] = symbol.encode()
-    record["instrument_class"] = b"F"
-    record["security_update_action"] = b"A"
-    record["min_price_increment"] = TICK
-    record["display_factor"] = PRICE
-    record["high_limit_price"] = base_price(symbol) * 11 // 10
-    record["low_limit_price"] = base_price(symbol) * 9 // 10
-    record["strike_price"] = dbn.UNDEF_PRICE
-    record["expiration"] = start + 80 * 86400 * NS
-    record["activation"] = start - 300 * 86400 * NS
-    record["contract_multiplier"] = 50
-    record["min_lot_size_round_lot"] = 1
-    record["maturity_year"], record["maturity_month"], record["maturity_day"] = 2024, 3, 15
-    record["underlying_id"] = 0
-    record["raw_instrument_id"] = iid
-    record["asset"] = symbol[:2].encode()
-    record["exchange"] = b"XCME"
-    record["currency"] = b"USD"
-    record["settl_currency"] = b"USD"
-    record["security_type"] = b"FUT"
-    record["cfi"] = b"FFIXSX"
-    record["group"] = symbol[:2].encode()
-    record["unit_of_measure"] = b"IPNT"
-    record["unit_of_measure_qty"] = 50 * PRICE
-    record["match_algorithm"] = b"F"
-    for field in ("max_price_variation", "min_price_increment_amount", "price_ratio", "leg_price", "leg_delta"):
-        record[field] = dbn.UNDEF_PRICE
-    return arr
-
-
-class _Settable:
-    """Sets the fields a record layout has and skips those an older DBN version lacks."""
-
-    def __init__(self, record: np.void) -> None:
-        self.record = record
-
-    def __setitem__(self, name: str, value: object) -> None:
-        if name in (self.record.dtype.names or ()):
-            self.record[name] = value
 
 
 def day_records(rng: np.random.Generator, schema: str, dataset: str, symbol: str, day: date,
                 trades_per_day: int, version: int = dbn.DBN_VERSION) -> np.ndarray:
-    iid = instrument_id(dataset, symbol)
+    iid, instrument, publisher_ids = instrument_id(dataset, symbol), parse(symbol), publishers(dataset, symbol)
     if schema in OHLCV_RTYPES:
-        return ohlcv(rng, schema, iid, symbol, day)
+        return np.concatenate([ohlcv(rng, schema, iid, instrument, day, p) for p in publisher_ids])
     if schema in ("trades", "tbbo"):
-        return trade_like(rng, schema, iid, symbol, day, trades_per_day)
+        return trade_like(rng, schema, iid, instrument, day, trades_per_day, publisher_ids)
     if schema == "statistics":
-        return statistics(rng, iid, symbol, day, version)
-    return definition(iid, symbol, day, version)
+        return statistics(rng, iid, instrument, day, version, publisher_ids[0])
+    return definition(dataset, symbol, day, version, publisher_ids[0])
 
 
 def index_ts(arr: np.ndarray) -> np.ndarray:
@@ -208,26 +204,45 @@ Symbology = dict[str, dict[str, list[dict[str, str]]]]
 
 def symbology(dataset: str, symbols: list[str], start: date, end: date) -> Symbology:
     """Per stype_in, each symbol's intervals [d0, d1) and instrument id: raw symbols for the whole
-    range; a parent (ES.FUT) for all contracts of a root (ESH4 -> ES); a continuous front contract
-    (ES.c.0) that rolls from each contract to the next at equal shares of the range."""
+    range; a parent for all futures of a root (ES.FUT: ESH4, ESM4, not spreads) and for its options
+    (ES.OPT); a continuous front future (ES.c.0) that rolls from each contract to the next at equal
+    shares of the range."""
     def interval(d0: date, d1: date, symbol: str) -> dict[str, str]:
         return {"d0": d0.isoformat(), "d1": d1.isoformat(), "s": str(instrument_id(dataset, symbol))}
 
     days = (end - start).days
-    roots: dict[str, list[str]] = {}
-    for symbol in symbols:
-        roots.setdefault(symbol[:-2], []).append(symbol)
+    futures: dict[str, list[Instrument]] = {}
+    options: dict[str, list[Instrument]] = {}
+    for instrument in map(parse, symbols):
+        if instrument.kind in ("future", "option"):
+            (futures if instrument.kind == "future" else options).setdefault(instrument.root, []).append(instrument)
     continuous: dict[str, list[dict[str, str]]] = {}
-    for root, contracts in roots.items():
-        contracts.sort(key=lambda c: (c[-1], "FGHJKMNQUVXZ".find(c[-2])))
+    for root, contracts in futures.items():
+        contracts.sort(key=lambda c: c.expiry)
         bounds = [start + timedelta(days=days * i // len(contracts)) for i in range(len(contracts))] + [end]
-        continuous[f"{root}.c.0"] = [interval(bounds[i], bounds[i + 1], c) for i, c in enumerate(contracts)
+        continuous[f"{root}.c.0"] = [interval(bounds[i], bounds[i + 1], c.symbol) for i, c in enumerate(contracts)
                                      if bounds[i] < bounds[i + 1]]
-    return {
-        "raw_symbol": {s: [interval(start, end, s)] for s in symbols},
-        "parent": {f"{root}.FUT": [interval(start, end, c) for c in cs] for root, cs in roots.items()},
-        "continuous": continuous,
-    }
+    parents = {f"{root}.{suffix}": [interval(start, end, c.symbol) for c in contracts]
+               for suffix, by_root in (("FUT", futures), ("OPT", options)) for root, contracts in by_root.items()}
+    return {"raw_symbol": {s: [interval(start, end, s)] for s in symbols}, "parent": parents,
+            "continuous": continuous}
+
+
+def merge_symbology(path: Path, mappings: Symbology) -> None:
+    """Add mappings to the symbology.json at `path`: a symbol's new intervals replace the days they span
+    and keep its other days, so data generated or imported for other dates stays resolvable."""
+    known: Symbology = json.loads(path.read_text()) if path.exists() else {}
+    for stype, entries in mappings.items():
+        for symbol, intervals in entries.items():
+            if not intervals:
+                continue
+            first, last = min(i["d0"] for i in intervals), max(i["d1"] for i in intervals)
+            kept = [piece for old in known.get(stype, {}).get(symbol, [])
+                    for piece in ({**old, "d1": min(old["d1"], first)}, {**old, "d0": max(old["d0"], last)})
+                    if piece["d0"] < piece["d1"]]
+            known.setdefault(stype, {})[symbol] = sorted(kept + intervals, key=lambda i: i["d0"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(known, indent=1))
 
 
 def metadata(dataset: str, schema: str, start_ns: int, end_ns: int, symbols: list[str],
@@ -272,11 +287,7 @@ def generate(out: Path, dataset: str, symbols: list[str], start: date, end: date
                             version=version)
             write_dbn(out / dataset / schema / f"{day.isoformat()}.dbn.zst", meta, records)
             total += len(records)
-    sym_path = out / dataset / "symbology.json"
-    existing = json.loads(sym_path.read_text()) if sym_path.exists() else {}
-    for stype, entries in mappings.items():
-        existing.setdefault(stype, {}).update(entries)
-    sym_path.write_text(json.dumps(existing, indent=1))
+    merge_symbology(out / dataset / "symbology.json", mappings)
     return total
 
 

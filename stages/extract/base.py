@@ -34,7 +34,11 @@ class BaseAdapter(ABC):
         """Write the chunk's raw bytes to `destination` (which must not exist) and return the number
         of records in it; raise TransientError or TerminalError on failure."""
 
-    def raw_symbols(self, chunk: ChunkSpec, raw_file: Path) -> dict[str, list[dict[str, str]]] | None:
-        """For requests whose symbols are not contracts (parent, continuous): each instrument id's
-        raw symbol intervals, {id: [{d0, d1, s}]}; None when the data names contracts already."""
-        return None
+    def needs_raw_symbols(self, chunk: ChunkSpec) -> bool:
+        """Whether the response's metadata leaves instruments without their raw symbol (requests by
+        parent, continuous, smart or instrument id, and ALL_SYMBOLS)."""
+        return False
+
+    def raw_symbols(self, chunk: ChunkSpec, raw_file: Path) -> dict[str, list[dict[str, str]]]:
+        """Each instrument id in `raw_file`: its raw symbol intervals, {id: [{d0, d1, s}]}."""
+        return {}

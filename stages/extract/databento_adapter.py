@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypedDict
 
 import databento
+import numpy as np
 from tenacity import RetryCallState
 
 from lake.errors import TerminalError, TransientError
 from lake.formats import ChunkSpec
-from schemas.config import JobConfig, RetryPolicy
+from schemas.config import MAX_SYMBOLS_PER_REQUEST, JobConfig, RetryPolicy
 from schemas.records import DatabentoRecord, model_for_schema
 from schemas.secrets import Secret
 from stages.extract.base import BaseAdapter, CostEstimate
@@ -22,7 +23,7 @@ from stages.extract.retry import with_retries
 
 log = logging.getLogger(__name__)
 COUNT_BATCH = 1_000_000
-NON_CONTRACT_STYPES = ("parent", "continuous")
+ALL_SYMBOLS = "ALL_SYMBOLS"
 
 
 class DatabentoAdapter(BaseAdapter):
@@ -71,13 +72,16 @@ class DatabentoAdapter(BaseAdapter):
                 destination.unlink(missing_ok=True)
                 raise TransientError(f"downloaded body does not decode: {exc}") from None
 
+        return with_retries(self.retry_policy, attempt, self._on_retry(chunk, "timeseries.get_range"))
+
+    @staticmethod
+    def _on_retry(chunk: ChunkSpec, call: str) -> Callable[[RetryCallState], None]:
         def on_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            log.warning("chunk %s: attempt %d failed (%s); retrying", chunk.chunk_id, state.attempt_number, exc,
-                        extra={"event": "retried", "stage": "extract", "chunk_id": chunk.chunk_id,
-                               "attempt": state.attempt_number})
-
-        return with_retries(self.retry_policy, attempt, on_retry)
+            log.warning("chunk %s: %s attempt %d failed (%s); retrying", chunk.chunk_id, call, state.attempt_number,
+                        exc, extra={"event": "retried", "stage": "extract", "chunk_id": chunk.chunk_id,
+                                    "attempt": state.attempt_number})
+        return on_retry
 
 
     def iter_records(self, job: JobConfig, source_schema: str) -> Iterator[DatabentoRecord]:
@@ -94,24 +98,28 @@ class DatabentoAdapter(BaseAdapter):
             for record in with_retries(self.retry_policy, attempt):
                 yield model.from_dbn(record)
 
-    def raw_symbols(self, chunk: ChunkSpec, raw_file: Path) -> dict[str, list[dict[str, str]]] | None:
-        if chunk.stype_in not in NON_CONTRACT_STYPES:
-            return None
-        mappings = databento.DBNStore.from_file(raw_file).metadata.mappings or {}
-        ids = sorted({str(i["symbol"]) for intervals in mappings.values() for i in intervals if i["symbol"]})
-        if not ids:
-            return {}
+    def needs_raw_symbols(self, chunk: ChunkSpec) -> bool:
+        return chunk.stype_in != "raw_symbol" or ALL_SYMBOLS in chunk.symbols
 
-        def attempt() -> dict[str, list[dict[str, str]]]:
-            try:
-                answer = self.client.symbology.resolve(
-                    dataset=chunk.dataset, symbols=ids, stype_in="instrument_id", stype_out="raw_symbol",
-                    start_date=chunk.start.date(), end_date=chunk.end.date())
-            except Exception as exc:
-                raise classify(exc, self._key.reveal()) from None
-            return {k: [dict(i) for i in v] for k, v in answer.get("result", {}).items()}
+    def raw_symbols(self, chunk: ChunkSpec, raw_file: Path) -> dict[str, list[dict[str, str]]]:
+        """symbology.resolve for every instrument id in the data, at most MAX_SYMBOLS_PER_REQUEST
+        ids a call (Databento's limit), each call retried on its own."""
+        ids = instrument_ids(databento.DBNStore.from_file(raw_file))
+        resolved: dict[str, list[dict[str, str]]] = {}
+        for start in range(0, len(ids), MAX_SYMBOLS_PER_REQUEST):
+            batch = ids[start:start + MAX_SYMBOLS_PER_REQUEST]
 
-        return with_retries(self.retry_policy, attempt)
+            def attempt(batch: list[str] = batch) -> dict[str, list[dict[str, str]]]:
+                try:
+                    answer = self.client.symbology.resolve(
+                        dataset=chunk.dataset, symbols=batch, stype_in="instrument_id", stype_out="raw_symbol",
+                        start_date=chunk.start.date(), end_date=chunk.end.date())
+                except Exception as exc:
+                    raise classify(exc, self._key.reveal()) from None
+                return {k: [dict(i) for i in v] for k, v in answer.get("result", {}).items()}
+
+            resolved.update(with_retries(self.retry_policy, attempt, self._on_retry(chunk, "symbology.resolve")))
+        return resolved
 
 
 class CostRequest(TypedDict):
@@ -153,6 +161,14 @@ def merged_requests(chunks: list[ChunkSpec]) -> list[CostRequest]:
         else:
             merged.append(chunk)
     return [cost_params(c) for c in merged]
+
+
+def instrument_ids(store: databento.DBNStore) -> list[str]:
+    """The distinct instrument ids of a file's records, as symbology.resolve takes them."""
+    ids: set[int] = set()
+    for batch in store.to_ndarray(count=COUNT_BATCH):
+        ids.update(np.unique(batch["instrument_id"]).tolist())
+    return [str(i) for i in sorted(ids)]
 
 
 def count_records(store: databento.DBNStore) -> int:

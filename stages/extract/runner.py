@@ -74,8 +74,15 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
         raise CostLimitExceeded(
             f"estimated cost ${report.estimate.usd:,.4f} for {len(todo)} chunks exceeds max_cost_usd "
             f"${limit:,.4f}; nothing was downloaded (rerun with --yes to accept, or --dry-run to see the plan)")
+    current = manifest.latest("extract")  # with the reused chunks
+    unresolved = [] if force else [current[c.chunk_id] for c in chunks
+                                   if c.chunk_id in current and current[c.chunk_id].symbology_pending]
     with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="extract") as pool:
+        resolved = list(pool.map(lambda e: _resolve_one(adapter, paths, manifest, e, on_chunk), unresolved))
         outcomes = list(pool.map(lambda c: _extract_one(adapter, paths, manifest, c, force, on_chunk), todo))
+    for event, outcome in zip(unresolved, resolved, strict=True):
+        if isinstance(outcome, str):
+            report.failed[event.chunk_id] = outcome
     for chunk, outcome in zip(todo, outcomes, strict=True):
         if isinstance(outcome, ManifestEvent):
             report.extracted.append(chunk.chunk_id)
@@ -98,7 +105,8 @@ def _reuse(manifest: Manifest, bought: ManifestEvent, chunk: ChunkSpec, report: 
     report.reused.append(chunk.chunk_id)
     if not record:
         return
-    manifest.record("extract", chunk, files=bought.files, records=bought.records)
+    manifest.record("extract", chunk, files=bought.files, records=bought.records,
+                    symbology_pending=bought.symbology_pending)
     log.info("chunk %s reuses the raw file of chunk %s", chunk.chunk_id, bought.chunk_id,
              extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id})
 
@@ -114,27 +122,62 @@ def _extract_one(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, chu
             return _fetch_and_commit(adapter, paths, manifest, chunk, scratch, on_chunk)
 
 
+def _resolve_one(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, committed: ManifestEvent,
+                 on_chunk: Callable[[ManifestEvent], None] | None) -> ManifestEvent | str | None:
+    """Resolve the raw symbols of a chunk whose bytes are in the lake already (a resolve that failed
+    or was interrupted before): no download."""
+    with try_lock(paths.lock("extract", committed.chunk_id)) as locked:
+        current = manifest.latest("extract").get(committed.chunk_id)
+        if not locked or current is None or not current.symbology_pending:
+            return None
+        with chunk_scratch(paths, "extract", committed.chunk_id) as scratch:
+            return _resolve_and_commit(adapter, paths, manifest, current, scratch, on_chunk)
+
+
 def _fetch_and_commit(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, chunk: ChunkSpec, scratch: Path,
                       on_chunk: Callable[[ManifestEvent], None] | None) -> ManifestEvent | str:
-    temp, sidecar = scratch / "download.dbn.zst", scratch / "symbology.json"
+    """Download and commit the raw bytes first, so that whatever follows (symbology) never makes the
+    next run pay for them again."""
+    temp = scratch / "download.dbn.zst"
     try:
         records = adapter.fetch(chunk, temp)
-        files = []
-        raw_symbols = adapter.raw_symbols(chunk, temp)
-        if raw_symbols is not None:
-            sidecar.write_text(json.dumps(raw_symbols, sort_keys=True))
-            files.append(commit_into_lake(paths, sidecar, "symbology", len(raw_symbols),
-                                          lambda sha: paths.raw(chunk, sha, ".symbology.json")))
-        files.insert(0, commit_into_lake(paths, temp, "raw", records, lambda sha: paths.raw(chunk, sha)))
+        raw = commit_into_lake(paths, temp, "raw", records, lambda sha: paths.raw(chunk, sha))
     except HistError as exc:
-        reason = str(exc)
-        manifest.record("extract", chunk, error=reason)
-        log.error("extract failed for chunk %s: %s", chunk.chunk_id, reason,
-                  extra={"event": "chunk_failed", "stage": "extract", "chunk_id": chunk.chunk_id})
-        return reason
-    event = manifest.record("extract", chunk, files=files, records={"records": records})
-    log.info("extracted chunk %s: %d records, %d bytes", chunk.chunk_id, records, files[0].bytes,
+        return _failed(manifest, chunk, str(exc))
+    pending = adapter.needs_raw_symbols(chunk)
+    event = manifest.record("extract", chunk, files=[raw], records={"records": records}, symbology_pending=pending)
+    log.info("extracted chunk %s: %d records, %d bytes", chunk.chunk_id, records, raw.bytes,
              extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id, "records": records})
+    if pending:
+        return _resolve_and_commit(adapter, paths, manifest, event, scratch, on_chunk)
     if on_chunk:
         on_chunk(event)
     return event
+
+
+def _resolve_and_commit(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, extracted: ManifestEvent,
+                        scratch: Path, on_chunk: Callable[[ManifestEvent], None] | None) -> ManifestEvent | str:
+    chunk, raw = extracted.chunk, extracted.file("raw")
+    assert raw is not None
+    sidecar = scratch / "symbology.json"
+    try:
+        raw_symbols = adapter.raw_symbols(chunk, paths.absolute(raw.path))
+        sidecar.write_text(json.dumps(raw_symbols, sort_keys=True))
+        symbology = commit_into_lake(paths, sidecar, "symbology", len(raw_symbols),
+                                     lambda sha: paths.raw(chunk, sha, ".symbology.json"))
+    except HistError as exc:
+        return _failed(manifest, chunk, f"symbology.resolve: {exc} (the raw bytes are in the lake: a rerun "
+                                        "resolves again without downloading)")
+    event = manifest.record("extract", chunk, files=[raw, symbology], records=extracted.records)
+    log.info("resolved the raw symbols of %d instruments for chunk %s", len(raw_symbols), chunk.chunk_id,
+             extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id})
+    if on_chunk:
+        on_chunk(event)
+    return event
+
+
+def _failed(manifest: Manifest, chunk: ChunkSpec, reason: str) -> str:
+    manifest.record("extract", chunk, error=reason)
+    log.error("extract failed for chunk %s: %s", chunk.chunk_id, reason,
+              extra={"event": "chunk_failed", "stage": "extract", "chunk_id": chunk.chunk_id})
+    return reason

@@ -65,13 +65,17 @@ def _column(values: np.ndarray) -> pa.Array:
 
 
 def symbology_table(store: DBNStore, raw_symbols: RawSymbols | None = None) -> pa.Table:
-    """(instrument_id, [start_ns, end_ns), symbol, raw_symbol) per mapping interval in the metadata.
+    """(instrument_id, [start_ns, end_ns), symbol, raw_symbol) for every instrument of the response.
 
-    `symbol` is what the user asked for (ESH4, ES.FUT, ES.c.0, or the raw symbol of a request by
-    instrument id); `raw_symbol` is the contract's own symbol: the same as `symbol` for raw-symbol
-    requests, otherwise looked up in `raw_symbols` (instrument_id -> [(start_ns, end_ns, raw)])."""
+    `symbol` says what the user asked for: ESH4, ES.FUT, ES.c.0, or the instrument id itself for a
+    request by id; `raw_symbol` is the contract's own symbol. The metadata's mappings give both for
+    raw-symbol requests; for the others the raw symbols come from `raw_symbols` (instrument_id ->
+    [(start_ns, end_ns, raw)], resolved by extract), which also covers the responses that carry no
+    mappings at all (requests by instrument id, ALL_SYMBOLS): there an id asked for is labelled with
+    itself, and under ALL_SYMBOLS every contract with its raw symbol."""
     metadata = store.metadata
     stype_in = str(metadata.stype_in)
+    resolved = raw_symbols or {}
     rows: list[dict[str, object]] = []
     for in_symbol, intervals in (metadata.mappings or {}).items():
         for interval in intervals:
@@ -80,14 +84,19 @@ def symbology_table(store: DBNStore, raw_symbols: RawSymbols | None = None) -> p
                 continue
             start, end = day_ns(interval["start_date"]), day_ns(interval["end_date"])
             if stype_in == "instrument_id":
-                rows.append(_row(int(in_symbol), start, end, out_symbol, out_symbol))
+                rows.append(_row(int(in_symbol), start, end, in_symbol, out_symbol))
             elif stype_in == "raw_symbol":
                 rows.append(_row(int(out_symbol), start, end, in_symbol, in_symbol))
             else:
                 iid = int(out_symbol)
-                pieces = [(max(s, start), min(e, end), raw) for s, e, raw in (raw_symbols or {}).get(iid, [])
+                pieces = [(max(s, start), min(e, end), raw) for s, e, raw in resolved.get(iid, [])
                           if s < end and e > start] or [(start, end, None)]
                 rows.extend(_row(iid, s, e, in_symbol, raw) for s, e, raw in pieces)
+    labelled = {row["instrument_id"] for row in rows}
+    everything = "ALL_SYMBOLS" in (metadata.symbols or [])
+    for iid, pieces in resolved.items():
+        if iid not in labelled:  # no mappings in the response
+            rows.extend(_row(iid, s, e, raw if everything else str(iid), raw) for s, e, raw in pieces)
     return pa.Table.from_pylist(_without_overlaps(rows), schema=SYMBOLOGY_SCHEMA)
 
 

@@ -56,14 +56,15 @@ class TransformReport:
 
 def pending(manifest: Manifest, rules_version: str, chunk_ids: set[str] | None = None, *,
             retry_failed: bool = False, redo: frozenset[str] = frozenset()) -> list[ManifestEvent]:
-    """Extracted chunks whose current raw file has no committed transform, plus those in `redo`.
+    """Extracted chunks whose current raw file has no committed transform, plus those in `redo`
+    (chunks still waiting for their raw symbols are not ready).
     A chunk that failed on this raw file and these rules is not retried unless `retry_failed`
     (a corrupt file fails the same way every time; watch mode must not loop on it)."""
     transformed = manifest.latest("transform")
     failed = manifest.latest("transform", "failed")
     todo = []
     for chunk_id, extracted in manifest.latest("extract").items():
-        if chunk_ids is not None and chunk_id not in chunk_ids:
+        if (chunk_ids is not None and chunk_id not in chunk_ids) or extracted.symbology_pending:
             continue
         inputs = _inputs(extracted)
         done, failure = transformed.get(chunk_id), failed.get(chunk_id)
@@ -133,8 +134,14 @@ def _transform_one(settings: TransformSettings, manifest: Manifest, extracted: M
 
 
 def _inputs(extracted: ManifestEvent) -> tuple[str, ...]:
-    raw = extracted.file("raw")
-    return (raw.sha256,) if raw else ()
+    """The hashes of the files a transform reads: the raw bytes and, when resolved, their symbology."""
+    return tuple(f.sha256 for f in extracted.files if f.role in ("raw", "symbology"))
+
+
+def stale(manifest: Manifest, rules_version: str) -> set[str]:
+    """Chunks whose current transform ran under another mapping or rules version: `hist rederive`
+    transforms them again from the raw bytes in the lake."""
+    return {chunk_id for chunk_id, done in manifest.latest("transform").items() if done.rules_version != rules_version}
 
 
 def transform_chunk(settings: TransformSettings, manifest: Manifest, extracted: ManifestEvent,
@@ -161,7 +168,7 @@ def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted:
         counts, files = _run_sql(settings, con, extracted, raw, scratch)
     finally:
         con.close()
-    event = manifest.record("transform", chunk, files=files, input_sha256=(raw.sha256,),
+    event = manifest.record("transform", chunk, files=files, input_sha256=_inputs(extracted),
                             records=counts, rules_version=settings.rules_version)
     log.info("transformed chunk %s: %d in, %d standardized, %d quarantined, %d filtered, %d duplicates",
              chunk.chunk_id, *(counts[k] for k in ACCOUNTS),

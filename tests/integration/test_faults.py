@@ -53,8 +53,8 @@ def test_extract_given_persistent_5xx_fails_that_chunk_only(hist: HistRunner, ga
     assert "HTTP 500" in result.stderr and "trades-20240103-20240104" in result.stderr
     assert requests_for(gateway, "2024-01-03") == 4, "max_attempts of the test config"
     with psycopg.connect(database_url) as conn:
-        assert conn.execute("SELECT count(*), count(DISTINCT date(ts_recv AT TIME ZONE 'UTC')) FROM trades_data").fetchone() == (
-            2000, 1)
+        assert conn.execute("SELECT count(*), count(DISTINCT date(ts_recv AT TIME ZONE 'UTC'))"
+                            " FROM trades_data").fetchone() == (2000, 1)
     failed = Manifest(LakePaths(hist.lake)).latest("extract", "failed")
     assert [e.chunk.start.day for e in failed.values()] == [3] and no_temporary_files(hist)
 

@@ -4,20 +4,22 @@ against an independent aggregation of the 1m source bars."""
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import date
 
 import psycopg
 import pytest
 from databento import DBNStore
 
 from tests.conftest import DATASET, Gateway, HistRunner
-from tools.generate import instrument_id
+from tools.generate import generate, instrument_id
 
 WINDOW = ["--start-date", "2024-01-02", "--end-date", "2024-01-04"]
 
 
 def labels(database_url: str) -> set[tuple[str, str, str]]:
     with psycopg.connect(database_url) as conn:
-        return set(conn.execute("SELECT DISTINCT symbol, raw_symbol, date(ts_event AT TIME ZONE 'UTC')::text FROM ohlcv_data").fetchall())
+        return set(conn.execute("SELECT DISTINCT symbol, raw_symbol, date(ts_event AT TIME ZONE 'UTC')::text"
+                                " FROM ohlcv_data").fetchall())
 
 
 def test_ingest_given_parent_symbol_labels_rows_with_it_and_keeps_each_contract(hist: HistRunner,
@@ -34,12 +36,63 @@ def test_ingest_given_continuous_symbol_follows_the_roll(hist: HistRunner, datab
     assert labels(database_url) == {("ES.c.0", "ESH4", "2024-01-02"), ("ES.c.0", "ESM4", "2024-01-03")}
 
 
-def test_ingest_given_instrument_ids_labels_rows_with_raw_symbols(hist: HistRunner, database_url: str) -> None:
-    ids = f"{instrument_id(DATASET, 'ESH4')},{instrument_id(DATASET, 'NQH4')}"
-    hist("ingest", "--dataset", DATASET, "--schema", "ohlcv-1h", "--symbols", ids, "--stype-in", "instrument_id",
-         *WINDOW)
+def test_ingest_given_instrument_ids_labels_rows_with_the_id_asked_and_the_resolved_raw_symbol(
+        hist: HistRunner, gateway: Gateway, database_url: str) -> None:
+    es, nq = instrument_id(DATASET, "ESH4"), instrument_id(DATASET, "NQH4")
+    hist("ingest", "--dataset", DATASET, "--schema", "ohlcv-1h", "--symbols", f"{es},{nq}", "--stype-in",
+         "instrument_id", *WINDOW)
 
-    assert {(s, r) for s, r, _ in labels(database_url)} == {("ESH4", "ESH4"), ("NQH4", "NQH4")}
+    assert {(s, r) for s, r, _ in labels(database_url)} == {(str(es), "ESH4"), (str(nq), "NQH4")}
+    resolves = [r for r in gateway.admin("requests") if r["path"] == "/v0/symbology.resolve"]  # type: ignore[union-attr]
+    assert len(resolves) == 2, "like Databento, the gateway sends no mappings for a request by id: one resolve a chunk"
+
+
+def test_ingest_given_all_symbols_labels_every_row_with_its_raw_symbol(hist: HistRunner, database_url: str) -> None:
+    hist("ingest", "--dataset", DATASET, "--schema", "ohlcv-1d", "--symbols", "ALL_SYMBOLS", *WINDOW)
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT instrument_id, symbol, raw_symbol, count(*) FROM ohlcv_data"
+                            " GROUP BY 1, 2, 3").fetchall()
+    assert rows and all(symbol == raw and raw is not None for _, symbol, raw, _ in rows)
+    assert {r[2] for r in rows} >= {"ESH4", "ESM4", "NQH4"}
+    assert all(instrument_id(DATASET, raw) == iid for iid, _, raw, _ in rows)
+
+
+def test_ingest_given_more_ids_than_one_resolve_takes_resolves_them_in_calls_of_2000(
+        hist: HistRunner, gateway: Gateway, database_url: str) -> None:
+    by_id = {instrument_id("WIDE.TEST", f"X{i:04d}Z4"): f"X{i:04d}Z4" for i in range(2600)}
+    symbols = sorted(by_id.values())[:2500]  # distinct instrument ids
+    generate(gateway.data, "WIDE.TEST", symbols, date(2024, 1, 2), date(2024, 1, 3), ["definition"], seed=5,
+             trades_per_day=1)
+
+    hist("ingest", "--dataset", "WIDE.TEST", "--schema", "definition", "--symbols", "ALL_SYMBOLS",
+         "--start-date", "2024-01-02", "--end-date", "2024-01-03")
+
+    resolves = [r for r in gateway.admin("requests") if r["path"] == "/v0/symbology.resolve"]  # type: ignore[union-attr]
+    assert sorted(len(str(r["params"]["symbols"]).split(",")) for r in resolves) == [500, 2000]  # type: ignore[index]
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT raw_symbol) FROM definitions_data"
+                            " WHERE raw_symbol = symbol").fetchone() == (2500, 2500)
+
+
+def test_extract_given_resolve_failing_keeps_the_bought_bytes_and_rerun_resolves_without_downloading(
+        hist: HistRunner, gateway: Gateway, database_url: str) -> None:
+    ids = str(instrument_id(DATASET, "ESH4"))
+    args = ["ingest", "--dataset", DATASET, "--schema", "ohlcv-1h", "--symbols", ids, "--stype-in", "instrument_id",
+            *WINDOW]
+    gateway.faults({"kind": "500", "count": 100, "path": "/v0/symbology.resolve"})
+
+    failed = hist(*args, check=False)
+
+    assert failed.returncode == 1 and "symbology.resolve" in failed.stderr
+    assert len(list((hist.lake / "raw").rglob("*.dbn.zst"))) == 2
+    gateway.faults()
+    gateway.admin("requests", [])
+
+    hist(*args)
+
+    assert gateway.requests() == [], "the bytes bought before the failed resolve are not bought again"
+    assert {(s, r) for s, r, _ in labels(database_url)} == {(ids, "ESH4")}
 
 
 def test_ingest_given_multi_symbol_request_labels_each_row_with_its_own_symbol(hist: HistRunner,
