@@ -58,7 +58,7 @@ def quarantine_reprocess(config: ConfigOpt = DEFAULT_CONFIG, table: TableOpt = N
     """Transform again the chunks with quarantined rows (after changing a rule or mapping), then load
     them: the loader replaces those chunks' rows. Needs HIST_DATABASE_URL.
 
-    Example: hist quarantine reprocess --rule ohlcv_prices_positive
+    Example: hist quarantine reprocess --rule ohlcv_open_close_within_range
     """
     orch = orchestrator(config)
     chunks = affected_chunks(orch.paths, QuarantineFilter(table, rule, chunk))

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -96,13 +97,13 @@ class Gateway:
         self.admin("faults", list(faults))
 
 
-@pytest.fixture(scope="session")
-def gateway_server(replay_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    state = tmp_path_factory.mktemp("gateway")
+@contextmanager
+def serving(data: Path, state: Path) -> Iterator[Gateway]:
+    """The replay gateway over `data` (generated, or real samples laid out by tools/samples.py)."""
     key = f"db-test{secrets.token_hex(10)}"
     port_file = state / "port"
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "tools" / "gateway.py"), "--data", str(replay_data), "--port", "0",
+        [sys.executable, str(ROOT / "tools" / "gateway.py"), "--data", str(data), "--port", "0",
          "--cert-dir", str(state / "certs"), "--port-file", str(port_file)],
         env={**os.environ, "DATABENTO_API_KEY": key}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -111,9 +112,15 @@ def gateway_server(replay_data: Path, tmp_path_factory: pytest.TempPathFactory) 
             break
         assert process.poll() is None, process.stderr.read().decode() if process.stderr else "gateway died"
         time.sleep(0.05)
-    yield Gateway(f"127.0.0.1:{port_file.read_text()}", state / "certs" / "cert.pem", key, replay_data)
+    yield Gateway(f"127.0.0.1:{port_file.read_text()}", state / "certs" / "cert.pem", key, data)
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gateway_server(replay_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with serving(replay_data, tmp_path_factory.mktemp("gateway")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -150,9 +157,13 @@ def test_config(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def hist(gateway: Gateway, database_url: str, tmp_path: Path, test_config: Path) -> HistRunner:
+def runner_for(gateway: Gateway, database_url: str, lake: Path, config: Path) -> HistRunner:
     env = {**os.environ, "DATABENTO_API_KEY": gateway.key, "DATABENTO_GATEWAY": gateway.url,
            "REQUESTS_CA_BUNDLE": str(gateway.cert), "HIST_DATABASE_URL": database_url,
-           "HIST_LAKE": str(tmp_path / "lake"), "HIST_CONFIG": str(test_config)}
-    return HistRunner(env, tmp_path / "lake")
+           "HIST_LAKE": str(lake), "HIST_CONFIG": str(config)}
+    return HistRunner(env, lake)
+
+
+@pytest.fixture
+def hist(gateway: Gateway, database_url: str, tmp_path: Path, test_config: Path) -> HistRunner:
+    return runner_for(gateway, database_url, tmp_path / "lake", test_config)

@@ -47,11 +47,14 @@ def test_lake_query_given_bad_sql_says_why(hist: HistRunner) -> None:
     assert result.returncode == 1 and result.stderr.startswith("error: query failed: Binder Error")
 
 
+RULE = "ohlcv_open_close_within_range"
+
+
 def write_bad_bars(gateway: Gateway) -> int:
-    """XQTN.TEST: a day of ESH4 1m bars where three have a negative low."""
+    """XQTN.TEST: a day of ESH4 1m bars where three open above their high."""
     bars = DBNStore.from_file(gateway.data / DATASET / "ohlcv-1m" / "2024-01-02.dbn.zst").to_ndarray()
     bars = bars[bars["instrument_id"] == instrument_id(DATASET, "ESH4")][:50].copy()
-    bars["low"][[5, 6, 7]] = -bars["low"][[5, 6, 7]]
+    bars["open"][[5, 6, 7]] = bars["high"][[5, 6, 7]] + 250_000_000
     mappings = {"ESH4": [{"d0": "2024-01-02", "d1": "2024-01-03", "s": str(instrument_id(DATASET, "ESH4"))}]}
     write_dbn(gateway.data / "XQTN.TEST" / "ohlcv-1m" / "2024-01-02.dbn.zst",
               metadata("XQTN.TEST", "ohlcv-1m", 0, 0, ["ESH4"], mappings), bars)
@@ -67,25 +70,25 @@ def test_quarantine_ls_show_and_reprocess_after_a_rule_change(hist: HistRunner, 
          "2024-01-02", "--end-date", "2024-01-03")
 
     listing = hist("quarantine", "ls", "-f", "csv").stdout
-    shown = hist("quarantine", "show", "--rule", "ohlcv_prices_positive", "-f", "json").stdout
+    shown = hist("quarantine", "show", "--rule", RULE, "-f", "json").stdout
     rows = [json.loads(line) for line in shown.splitlines()]
-    assert list(csv.reader(io.StringIO(listing)))[1][:2] == ["ohlcv_data", "ohlcv_prices_positive"]
+    assert list(csv.reader(io.StringIO(listing)))[1][:2] == ["ohlcv_data", RULE]
     assert list(csv.reader(io.StringIO(listing)))[1][3] == "3"
-    assert [r["rec_seq"] for r in rows] == [5, 6, 7] and all(float(r["low"]) < 0 for r in rows)
+    assert [r["rec_seq"] for r in rows] == [5, 6, 7] and all(float(r["open"]) > float(r["high"]) for r in rows)
 
-    # the user decides ESH4 may trade below zero: a rule parameter change, no code change
+    # the user decides this venue's opens may lie outside the bar: the rule becomes a warning, no code change
     rules = yaml.safe_load(Path(yaml.safe_load(test_config.read_text())["validation_schema_paths"][0]).read_text())
-    rules["params"]["negative_price_symbols"] = ["ESH4"]
+    next(r for r in rules["rules"]["ohlcv"] if r["name"] == RULE)["severity"] = "warn"
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
     config = yaml.safe_load(test_config.read_text())
     config["validation_schema_paths"] = [str(tmp_path / "rules.yaml")]
     test_config.write_text(yaml.safe_dump(config))
 
-    result = hist("quarantine", "reprocess", "--rule", "ohlcv_prices_positive")
+    result = hist("quarantine", "reprocess", "--rule", RULE)
 
     assert "reprocessed 1 chunks" in result.stdout and "load: 1 chunks replaced" in result.stdout
     with psycopg.connect(database_url) as conn:
-        assert conn.execute("SELECT count(*), count(*) FILTER (WHERE low < 0) FROM ohlcv_data").fetchone() == (
+        assert conn.execute("SELECT count(*), count(*) FILTER (WHERE open > high) FROM ohlcv_data").fetchone() == (
             total, 3)
     assert hist("quarantine", "ls", "-f", "csv").stdout.strip() == "\"table_name\",\"rule\",\"chunk_id\",\"rows\""
     versions = hist("lake", "query", "SELECT DISTINCT rules_version FROM manifest WHERE stage = 'transform'",
