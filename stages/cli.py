@@ -195,6 +195,25 @@ def stage_load(config: ConfigOpt = DEFAULT_CONFIG, follow: FollowOpt = False,
         raise typer.Exit(1)
 
 
+@app.command("rederive")
+@cli_errors
+def rederive_command(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Transform again every chunk that `hist lake status` shows as stale (transformed under an older
+    mapping or rules version), from the raw bytes already in the lake: no download. Then load them;
+    the loader replaces their rows. Needs HIST_DATABASE_URL.
+
+    Example: hist rederive
+    """
+    orch = orchestrator(config)
+    with progress() as hooks:
+        chunks, transformed, loaded = orch.rederive(hooks)
+    out.print(f"rederive: {len(chunks)} stale chunks under rules {orch.transform_settings().rules_version}")
+    _print_transform(transformed)
+    _print_load(loaded)
+    if transformed.failed or loaded.failed:
+        raise typer.Exit(1)
+
+
 @app.command("watch")
 @cli_errors
 def watch_command(config: ConfigOpt = DEFAULT_CONFIG) -> None:
@@ -287,7 +306,7 @@ def query_command(schema: Annotated[str, typer.Option("--schema", help="e.g. ohl
                   interval: Annotated[str | None, typer.Option("--interval", help="Resample into bars: 30s, 5m, "
                                                                                   "1h, 1d (time_bucket).")] = None,
                   limit: Annotated[int | None, typer.Option("--limit")] = None,
-                  fmt: FormatOpt = "table", output: OutputOpt = None) -> None:
+                  fmt: FormatOpt = "auto", output: OutputOpt = None) -> None:
     """Rows of one schema from TimescaleDB, optionally resampled. The end date is exclusive.
 
     Example: hist query --schema ohlcv-1m --symbols ESH4 --start-date 2024-01-02 --end-date 2024-01-03 --interval 1h

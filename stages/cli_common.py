@@ -57,11 +57,16 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet; by default a table "
+                                                               "on a terminal, CSV with a header in a pipe.")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (needed for parquet).")]
 
 
 def output_format(value: str) -> OutputFormat:
+    """The chosen format; `auto` is a table for a person at a terminal and plain CSV, which `head`,
+    `cut` and spreadsheets read, anywhere else."""
+    if value == "auto":
+        return "table" if out.is_terminal else "csv"
     if value not in ("table", "csv", "json", "parquet"):
         raise typer.BadParameter(f"'{value}' is not one of table, csv, json, parquet", param_hint="--format")
     return value  # type: ignore[return-value]

@@ -20,7 +20,7 @@ from stages.cli_common import (
     out,
     output_format,
 )
-from stages.lake_status import lake_status_table
+from stages.lake_status import lake_status
 from stages.lake_views import lake_connection
 from stages.output import write_result
 
@@ -29,13 +29,17 @@ lake_app = typer.Typer(help="Inspect the lake.", no_args_is_help=True)
 
 @lake_app.command("status")
 @cli_errors
-def lake_status(config: ConfigOpt = DEFAULT_CONFIG) -> None:
-    """Chunks, records, bytes and failures per stage, from the manifest.
+def lake_status_command(config: ConfigOpt = DEFAULT_CONFIG, fmt: FormatOpt = "auto", output: OutputOpt = None
+                        ) -> None:
+    """Chunks, records, bytes and failures per stage, from the manifest; for transform, where every
+    record went (standardized, quarantined, filtered, duplicates) and the chunks made stale by a
+    mapping or rules change (`hist rederive` redoes them).
 
     Example: HIST_LAKE=./lake_data hist lake status
     """
     orch = orchestrator(config)
-    out.print(lake_status_table(orch.paths, os.environ.get("HIST_DATABASE_URL")))
+    status = lake_status(orch.paths, os.environ.get("HIST_DATABASE_URL"), orch.transform_settings().rules_version)
+    write_result(status, output_format(fmt), output, out)
 
 
 @lake_app.command("verify")
@@ -57,7 +61,7 @@ def lake_verify(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 @lake_app.command("query")
 @cli_errors
 def lake_query(query: Annotated[str, typer.Argument(help="DuckDB SQL over the lake's views.")],
-               config: ConfigOpt = DEFAULT_CONFIG, fmt: FormatOpt = "table", output: OutputOpt = None) -> None:
+               config: ConfigOpt = DEFAULT_CONFIG, fmt: FormatOpt = "auto", output: OutputOpt = None) -> None:
     """DuckDB SQL over the lake. Views: manifest, raw_files, each standardized table (ohlcv_data,
     trades_data, ...) and each quarantine table (quarantine_ohlcv_data, ...).
 

@@ -29,7 +29,7 @@ ChunkOpt = Annotated[str | None, typer.Option("--chunk", help="A chunk id.")]
 @quarantine_app.command("ls")
 @cli_errors
 def quarantine_ls(config: ConfigOpt = DEFAULT_CONFIG, table: TableOpt = None, rule: RuleOpt = None,
-                  chunk: ChunkOpt = None, fmt: FormatOpt = "table", output: OutputOpt = None) -> None:
+                  chunk: ChunkOpt = None, fmt: FormatOpt = "auto", output: OutputOpt = None) -> None:
     """Quarantined rows counted by table, rule and chunk.
 
     Example: hist quarantine ls --rule ohlcv_high_ge_low
@@ -42,7 +42,7 @@ def quarantine_ls(config: ConfigOpt = DEFAULT_CONFIG, table: TableOpt = None, ru
 @cli_errors
 def quarantine_show(config: ConfigOpt = DEFAULT_CONFIG, table: TableOpt = None, rule: RuleOpt = None,
                     chunk: ChunkOpt = None, limit: Annotated[int, typer.Option("--limit")] = 20,
-                    fmt: FormatOpt = "table", output: OutputOpt = None) -> None:
+                    fmt: FormatOpt = "auto", output: OutputOpt = None) -> None:
     """Quarantined rows with their values, the rule that stopped them and every rule they failed.
 
     Example: hist quarantine show --table trades_data --rule trade_size_positive --limit 5

@@ -1,12 +1,13 @@
-"""`hist lake status`: per stage, what is committed (chunks, records, bytes), what waits for it (lag:
-chunks and the age of the oldest), and what failed — from the manifest and, when a database is
-configured, the load ledger."""
+"""`hist lake status`: per stage, what is committed (chunks, records, bytes), where every record went,
+what waits for it (lag: chunks and the age of the oldest; for extract, chunks waiting for their
+symbology), what is stale and what failed — from the manifest and, when a database is configured,
+the load ledger."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from rich.table import Table
+import pyarrow as pa
 
 from lake.formats import ManifestEvent
 from lake.manifest import Manifest
@@ -25,22 +26,31 @@ def _still_failed(committed: dict[str, ManifestEvent], failed: dict[str, Manifes
     return sum(1 for c, e in failed.items() if c not in committed or committed[c].created_at < e.created_at)
 
 
-def lake_status_table(paths: LakePaths, database_url: str | None) -> Table:
+def lake_status(paths: LakePaths, database_url: str | None, rules_version: str) -> pa.Table:
+    """One row per stage: what is committed, what waits for it and what failed. The transform row
+    accounts for every record in: standardized + quarantined + filtered + duplicates; `stale`
+    counts chunks transformed under another mapping or rules version than `rules_version` (see
+    `hist rederive`). Counts a stage does not have are null."""
     manifest = Manifest(paths)
     extracted, transformed = manifest.latest("extract"), manifest.latest("transform")
-    table = Table(title=f"lake {paths.root}")
-    for column in ("stage", "chunks", "records", "bytes", "waiting", "oldest waiting", "failed"):
-        table.add_column(column, justify="left" if column == "stage" else "right")
-    raw_bytes = sum(f.bytes for e in extracted.values() for f in e.files)
-    table.add_row("extract", str(len(extracted)), f"{sum(e.records.get('records', 0) for e in extracted.values()):,}",
-                  f"{raw_bytes:,}", "", "", str(_still_failed(extracted, manifest.latest("extract", "failed"))))
-    waiting = [e for c, e in extracted.items()
-               if c not in transformed or not {f.sha256 for f in e.files if f.role == "raw"}
-               <= set(transformed[c].input_sha256)]
-    table.add_row("transform", str(len(transformed)),
-                  f"{sum(e.records.get('standardized', 0) for e in transformed.values()):,}",
-                  f"{sum(f.bytes for e in transformed.values() for f in e.files):,}", str(len(waiting)), _age(waiting),
-                  str(_still_failed(transformed, manifest.latest("transform", "failed"))))
+
+    def total(events: dict[str, ManifestEvent], key: str) -> int:
+        return sum(e.records.get(key, 0) for e in events.values())
+
+    waiting = [e for c, e in extracted.items() if not e.symbology_pending and (
+        c not in transformed or not {f.sha256 for f in e.files if f.role == "raw"} <= set(transformed[c].input_sha256))]
+    rows: list[dict[str, object]] = [
+        {"stage": "extract", "chunks": len(extracted), "records": total(extracted, "records"),
+         "bytes": sum(f.bytes for e in extracted.values() for f in e.files),
+         "waiting": sum(1 for e in extracted.values() if e.symbology_pending),
+         "failed": _still_failed(extracted, manifest.latest("extract", "failed"))},
+        {"stage": "transform", "chunks": len(transformed), "records": total(transformed, "in"),
+         **{key: total(transformed, key) for key in ("standardized", "quarantined", "filtered", "duplicates")},
+         "bytes": sum(f.bytes for e in transformed.values() for f in e.files), "waiting": len(waiting),
+         "oldest_waiting": _age(waiting),
+         "stale": sum(1 for e in transformed.values() if e.rules_version != rules_version),
+         "failed": _still_failed(transformed, manifest.latest("transform", "failed"))},
+    ]
     if database_url:
         from stages.load.database import connect
 
@@ -48,8 +58,14 @@ def lake_status_table(paths: LakePaths, database_url: str | None) -> Table:
             exists = conn.execute("SELECT to_regclass('hist_chunk_loads')").fetchone()
             ledger: dict[str, str] = dict(conn.execute("SELECT chunk_id, source_sha256 FROM hist_chunk_loads"
                                                        ).fetchall()) if exists and exists[0] else {}
-            rows = conn.execute("SELECT coalesce(sum(rows_loaded), 0) FROM hist_chunk_loads").fetchone(
+            loaded = conn.execute("SELECT coalesce(sum(rows_loaded), 0) FROM hist_chunk_loads").fetchone(
                 )[0] if ledger else 0  # type: ignore[index]
         unloaded = [e for c, e in transformed.items() if ledger.get(c) != e.standardized_sha256]
-        table.add_row("load", str(len(ledger)), f"{rows:,}", "", str(len(unloaded)), _age(unloaded), "")
-    return table
+        rows.append({"stage": "load", "chunks": len(ledger), "records": int(loaded), "waiting": len(unloaded),
+                     "oldest_waiting": _age(unloaded)})
+    return pa.Table.from_pylist(rows, schema=STATUS_SCHEMA)
+
+
+STATUS_SCHEMA = pa.schema([("stage", pa.string()), *((name, pa.int64()) for name in (
+    "chunks", "records", "standardized", "quarantined", "filtered", "duplicates", "bytes", "waiting")),
+    ("oldest_waiting", pa.string()), ("stale", pa.int64()), ("failed", pa.int64())])

@@ -13,6 +13,7 @@ from typing import Any
 
 from lake.errors import ConfigError
 from lake.formats import ChunkSpec, ManifestEvent
+from lake.manifest import Manifest
 from lake.paths import LakePaths
 from schemas.config import HistConfig, JobConfig
 from schemas.mappings import MappingConfig, load_mappings, load_rules, rules_version
@@ -21,7 +22,7 @@ from stages.extract.databento_adapter import DatabentoAdapter
 from stages.extract.runner import CostPolicy, ExtractReport, run_extract
 from stages.load.loader import LoadResult
 from stages.load.runner import LoadReport, LoadSettings, run_load
-from stages.transform.runner import TransformReport, TransformSettings, run_transform
+from stages.transform.runner import TransformReport, TransformSettings, run_transform, stale
 
 DEFAULT_LAKE = "lake_data"
 
@@ -80,6 +81,18 @@ class PipelineOrchestrator:
         settings = LoadSettings(self.paths, self.mapping, dsn or database_url(), self.config.load_batch_rows,
                                 self.config.load_workers)
         return run_load(settings, chunk_ids, **options)
+
+    def stale_chunks(self) -> set[str]:
+        """Chunks transformed under another mapping or rules version than the config's current one."""
+        return stale(Manifest(self.paths), self.transform_settings().rules_version)
+
+    def rederive(self, hooks: ProgressHooks | None = None) -> tuple[set[str], TransformReport, LoadReport]:
+        """Transform every stale chunk again from the raw bytes already in the lake (no download), then
+        load them: the loader replaces their rows."""
+        hooks = hooks or ProgressHooks()
+        chunks = self.stale_chunks()
+        transformed = self.transform(chunks, redo=frozenset(chunks), retry_failed=True, on_chunk=hooks.transform)
+        return chunks, transformed, self.load(chunks, on_chunk=hooks.load)
 
     def ingest(self, job: JobConfig, force: bool = False, cost: CostPolicy | None = None,
                hooks: ProgressHooks | None = None) -> tuple[ExtractReport, TransformReport | None, LoadReport | None]:

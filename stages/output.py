@@ -18,8 +18,19 @@ from lake.errors import ConfigError
 OutputFormat = Literal["table", "csv", "json", "parquet"]
 
 
+def flat(result: pa.Table) -> pa.Table:
+    """Nested columns (lists, structs, maps) as JSON text, which CSV and a terminal table can show."""
+    for i, column in enumerate(result.columns):
+        if pa.types.is_nested(column.type):
+            text = [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()]
+            result = result.set_column(i, result.field(i).name, pa.array(text, pa.string()))
+    return result
+
+
 def write_result(result: pa.Table, fmt: OutputFormat, output: Path | None, console: Console,
                  max_rows: int = 200) -> None:
+    if fmt in ("csv", "table"):
+        result = flat(result)
     if fmt == "parquet":
         if output is None:
             raise ConfigError("--format parquet needs --output FILE")
@@ -40,7 +51,9 @@ def write_result(result: pa.Table, fmt: OutputFormat, output: Path | None, conso
         cells = [["" if v is None else str(v) for v in row.values()] for row in result.slice(0, max_rows).to_pylist()]
         for row in cells:
             table.add_row(*row)
-        widths = [max([len(name), *(len(r[i]) for r in cells)]) + 3 for i, name in enumerate(result.column_names)]
-        console.print(table, width=None if console.is_terminal else max(80, sum(widths) + 1))
+        if not console.is_terminal:  # a table asked for in a pipe: as wide as its content, never squeezed
+            widths = [max([len(name), *(len(r[i]) for r in cells)]) + 3 for i, name in enumerate(result.column_names)]
+            console = Console(file=console.file, width=max(80, sum(widths) + 1))
+        console.print(table)
         if result.num_rows > max_rows:
             console.print(f"... {result.num_rows - max_rows:,} more rows (use --format csv or json for all)")

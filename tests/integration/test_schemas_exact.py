@@ -16,6 +16,7 @@ from psycopg import sql
 
 from schemas.mappings import ColumnMapping, RecordKind, load_mappings
 from tests.conftest import ALL_SCHEMAS, DATASET, Gateway, HistRunner
+from tests.integration.test_accounting import assert_accounted
 from tools.generate import instrument_id
 
 MAPPINGS = load_mappings(Path(__file__).parents[2] / "configs" / "databento_mappings.yaml")
@@ -101,6 +102,7 @@ def check_schema(schema: str, dataset: str, hist: HistRunner, gateway: Gateway, 
     hist("ingest", "--dataset", dataset, "--schema", schema, "--symbols", ",".join(REQUESTED),
          "--start-date", "2024-01-02", "--end-date", "2024-01-04")
 
+    assert_accounted(hist.lake)
     kind = MAPPINGS.kind_for(schema)
     columns = list(kind.columns)
     order = ordering(kind)
