@@ -96,7 +96,7 @@ def symbology_table(store: DBNStore, raw_symbols: RawSymbols | None = None) -> p
     everything = "ALL_SYMBOLS" in (metadata.symbols or [])
     for iid, pieces in resolved.items():
         if iid not in labelled:  # no mappings in the response
-            rows.extend(_row(iid, s, e, raw if everything else str(iid), raw) for s, e, raw in pieces)
+            rows.extend(_row(iid, s, e, (raw or "") if everything else str(iid), raw) for s, e, raw in pieces)
     return pa.Table.from_pylist(_without_overlaps(rows), schema=SYMBOLOGY_SCHEMA)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stages.cli_common import (
+from stages.cli.common import (
     DEFAULT_CONFIG,
     ConfigOpt,
     FormatOpt,
@@ -17,8 +17,8 @@ from stages.cli_common import (
     out,
     output_format,
 )
-from stages.output import write_result
-from stages.quarantine import QuarantineFilter, affected_chunks, quarantine_rows, quarantine_summary
+from stages.cli.output import write_result
+from stages.inspection.quarantine import QuarantineFilter, affected_chunks, quarantine_rows, quarantine_summary
 
 quarantine_app = typer.Typer(help="Inspect and reprocess quarantined rows.", no_args_is_help=True)
 TableOpt = Annotated[str | None, typer.Option("--table", help="e.g. ohlcv_data.")]

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from lake.errors import ConfigError
 from lake.paths import LakePaths
-from stages.lake_views import current_files, lake_connection
+from stages.inspection.lake_views import current_files, lake_connection
 from stages.transform.rule_engine import quoted, sql_literal
 
 

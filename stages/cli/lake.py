@@ -10,7 +10,7 @@ import typer
 
 from lake.errors import ConfigError
 from lake.verify import verify_lake
-from stages.cli_common import (
+from stages.cli.common import (
     DEFAULT_CONFIG,
     ConfigOpt,
     FormatOpt,
@@ -20,9 +20,9 @@ from stages.cli_common import (
     out,
     output_format,
 )
-from stages.lake_status import lake_status
-from stages.lake_views import lake_connection
-from stages.output import write_result
+from stages.cli.output import write_result
+from stages.inspection.lake_status import lake_status
+from stages.inspection.lake_views import lake_connection
 
 lake_app = typer.Typer(help="Inspect the lake.", no_args_is_help=True)
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from lake.errors import ConfigError
 from schemas.config import JobConfig, describe_validation_error
 from schemas.secrets import Secret, mask_dsn
-from stages.cli_common import (
+from stages.cli.common import (
     DEFAULT_CONFIG,
     ApiOpt,
     ChunkDaysOpt,
@@ -37,14 +37,14 @@ from stages.cli_common import (
     output_format,
     progress,
 )
-from stages.cli_lake import lake_app
-from stages.cli_quarantine import quarantine_app
-from stages.db_query import QueryRequest, run_query
+from stages.cli.lake import lake_app
+from stages.cli.logs import configure_logging
+from stages.cli.output import write_result
+from stages.cli.quarantine import quarantine_app
 from stages.extract.runner import CostPolicy, ExtractReport
+from stages.inspection.db_query import QueryRequest, run_query
 from stages.load.runner import LoadReport
-from stages.logs import configure_logging
 from stages.orchestrator import PipelineOrchestrator, database_url
-from stages.output import write_result
 from stages.transform.runner import TransformReport
 from stages.watch import Pass, stop_on_signals, watch
 

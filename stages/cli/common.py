@@ -17,8 +17,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from lake.errors import HistError
 from schemas.config import load_config
 from schemas.secrets import mask_dsn
+from stages.cli.output import OutputFormat
 from stages.orchestrator import PipelineOrchestrator, ProgressHooks
-from stages.output import OutputFormat
 
 out = Console(soft_wrap=True)
 DEFAULT_CONFIG = Path("configs/api_specific/databento_config.yaml")
