@@ -52,7 +52,8 @@ class JobConfig(BaseModel):
     stype_in: str = "raw_symbol"
     start_date: date
     end_date: date
-    date_chunk_interval_days: int = Field(default=1, ge=1, le=366)
+    date_chunk_interval_days: int | None = Field(
+        default=None, ge=1, le=3660, description="Fixed N-day requests instead of windows sized to the schema.")
 
     @field_validator("dataset")
     @classmethod

@@ -19,6 +19,7 @@ from schemas.config import HistConfig, JobConfig
 from schemas.mappings import MappingConfig, load_mappings, load_rules, rules_version
 from schemas.secrets import Secret
 from stages.extract.databento_adapter import DatabentoAdapter
+from stages.extract.planner import with_committed
 from stages.extract.runner import CostPolicy, ExtractReport, run_extract
 from stages.load.loader import LoadResult
 from stages.load.runner import LoadReport, LoadSettings, run_load
@@ -48,9 +49,11 @@ class PipelineOrchestrator:
         return cls(config, LakePaths(root.resolve()), load_mappings(config.mapping_config_path))
 
     def plan(self, job: JobConfig) -> list[ChunkSpec]:
-        """The job's chunks, under the schema's own name (an alias such as ohlcv.1m plans ohlcv-1m)."""
+        """The job's chunks, under the schema's own name (an alias such as ohlcv.1m plans ohlcv-1m),
+        with what the lake holds already in place of the parts of windows it covers."""
         job = job.model_copy(update={"schema_": self.mapping.canonical(job.schema_)})
-        return self.adapter.plan(job, self.mapping.schema_mapping(job.schema_).source_schema)
+        planned = self.adapter.plan(job, self.mapping.schema_mapping(job.schema_).source_schema)
+        return with_committed(planned, (e.chunk for e in Manifest(self.paths).latest("extract").values()))
 
     @cached_property
     def adapter(self) -> DatabentoAdapter:

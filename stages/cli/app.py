@@ -72,7 +72,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log ever
 
 
 def _job(orch: PipelineOrchestrator, job: str | None, api: str, dataset: str | None, schema: str | None,
-         symbols: str | None, stype_in: str, start: str | None, end: str | None, chunk_days: int) -> JobConfig:
+         symbols: str | None, stype_in: str, start: str | None, end: str | None, chunk_days: int | None) -> JobConfig:
     if api != "databento":
         raise ConfigError(f"unknown --api '{api}' (supported: databento)")
     if job:
@@ -106,7 +106,7 @@ def _date(value: str | None, option: str) -> date:
 def ingest(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt = "databento",
            dataset: DatasetOpt = None, schema: SchemaOpt = None, symbols: SymbolsOpt = None,
            stype_in: StypeOpt = "raw_symbol", start_date: StartOpt = None, end_date: EndOpt = None,
-           chunk_days: ChunkDaysOpt = 1, force: ForceOpt = False, dry_run: DryRunOpt = False,
+           chunk_days: ChunkDaysOpt = None, force: ForceOpt = False, dry_run: DryRunOpt = False,
            max_cost: MaxCostOpt = None, yes: YesOpt = False) -> None:
     """Extract, transform and load one job. The end date is exclusive.
 
@@ -132,7 +132,7 @@ def ingest(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt =
 def stage_extract(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt = "databento",
                   dataset: DatasetOpt = None, schema: SchemaOpt = None, symbols: SymbolsOpt = None,
                   stype_in: StypeOpt = "raw_symbol", start_date: StartOpt = None, end_date: EndOpt = None,
-                  chunk_days: ChunkDaysOpt = 1, force: ForceOpt = False, dry_run: DryRunOpt = False,
+                  chunk_days: ChunkDaysOpt = None, force: ForceOpt = False, dry_run: DryRunOpt = False,
                   max_cost: MaxCostOpt = None, yes: YesOpt = False) -> None:
     """Download raw DBN chunks into the lake. The end date is exclusive.
 

@@ -36,7 +36,9 @@ StartOpt = Annotated[str | None, typer.Option("--start-date", "--start_date",
                                               help="First UTC day, inclusive (YYYY-MM-DD).")]
 EndOpt = Annotated[str | None, typer.Option("--end-date", "--end_date",
                                             help="Last UTC day, EXCLUSIVE (YYYY-MM-DD), as in Databento's API.")]
-ChunkDaysOpt = Annotated[int, typer.Option("--chunk-days", help="Days per chunk request.")]
+ChunkDaysOpt = Annotated[int | None, typer.Option(
+    "--chunk-days", help="Days per request (default: sized to the schema: a year of daily bars, a month of hourly, "
+                         "a week of minute bars, a day of ticks).", show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Re-extract chunks already in the lake.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and its cost; download nothing.")]
 MaxCostOpt = Annotated[float | None, typer.Option("--max-cost", help="Stop before downloading above this USD cost.")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime
 from pathlib import Path
 from unittest import mock
@@ -14,7 +15,12 @@ from lake.errors import TerminalError, TransientError
 from schemas.config import JobConfig, RetryPolicy
 from schemas.secrets import Secret
 from stages.extract.databento_adapter import DatabentoAdapter
-from stages.extract.planner import plan_chunks
+from stages.extract.planner import (
+    MAX_RECORDS_PER_REQUEST,
+    TICK_RECORDS_PER_SYMBOL_DAY,
+    plan_chunks,
+    with_committed,
+)
 from tools.generate import generate
 
 FAST = RetryPolicy(max_attempts=3, initial_backoff_seconds=0, max_backoff_seconds=0.01, jitter_seconds=0)
@@ -53,7 +59,7 @@ def test_fetch_given_chunk_passes_request_parameters_and_counts_records(dbn_file
     client = mock.MagicMock()
     client.timeseries.get_range.side_effect = writes(dbn_file)
     adapter = adapter_with(client)
-    chunk = adapter.plan(job(), "ohlcv-1m")[0]
+    chunk = adapter.plan(job(date_chunk_interval_days=1), "ohlcv-1m")[0]
 
     records = adapter.fetch(chunk, tmp_path / "out.dbn.zst")
 
@@ -86,9 +92,48 @@ def test_plan_given_three_days_and_two_day_interval_makes_utc_aligned_chunks() -
 
 
 def test_plan_given_4500_symbols_splits_requests_at_2000() -> None:
-    chunks = plan_chunks(job(symbols=[f"S{i}" for i in range(4500)], end_date=date(2024, 1, 3)), "trades")
+    chunks = plan_chunks(job(symbols=[f"S{i}" for i in range(4500)], end_date=date(2024, 1, 3)), "ohlcv-1d")
 
     assert [len(c.symbols) for c in chunks] == [2000, 2000, 500]
+
+
+def test_plan_given_tick_schema_splits_symbols_so_one_request_stays_under_the_bound() -> None:
+    chunks = plan_chunks(job(symbols=[f"S{i}" for i in range(100)], end_date=date(2024, 1, 3)), "trades")
+
+    assert max(len(c.symbols) for c in chunks) == MAX_RECORDS_PER_REQUEST // TICK_RECORDS_PER_SYMBOL_DAY
+    assert sorted(s for c in chunks for s in c.symbols) == sorted(f"S{i}" for i in range(100))
+
+
+@pytest.mark.parametrize(("schema", "start", "end", "expected"), [
+    ("ohlcv-1d", date(2014, 3, 5), date(2024, 3, 5), 11),   # calendar years
+    ("ohlcv-1h", date(2023, 1, 1), date(2024, 1, 1), 12),   # months
+    ("definition", date(2024, 1, 1), date(2024, 4, 1), 3),
+    ("ohlcv-1m", date(2024, 1, 3), date(2024, 1, 31), 5),   # ISO weeks, Monday to Monday
+    ("trades", date(2024, 1, 2), date(2024, 1, 5), 3),      # UTC days
+])
+def test_plan_given_schema_sizes_windows_to_its_record_rate_on_calendar_boundaries(
+        schema: str, start: date, end: date, expected: int) -> None:
+    chunks = plan_chunks(job(start_date=start, end_date=end), schema)
+
+    assert len(chunks) == expected
+    assert chunks[0].start.date() == start and chunks[-1].end.date() == end
+    assert all(a.end == b.start for a, b in itertools.pairwise(chunks))
+    inner = [c.start.date() for c in chunks[1:]]
+    unit = {"ohlcv-1d": lambda d: (d.month, d.day) == (1, 1), "ohlcv-1h": lambda d: d.day == 1,
+            "definition": lambda d: d.day == 1, "ohlcv-1m": lambda d: d.weekday() == 0, "trades": lambda d: True}
+    assert all(unit[schema](d) for d in inner)
+
+
+def test_with_committed_given_extended_job_plans_only_the_gaps() -> None:
+    earlier = plan_chunks(job(start_date=date(2024, 1, 10), end_date=date(2024, 1, 20)), "ohlcv-1h")
+    later = plan_chunks(job(start_date=date(2024, 1, 1), end_date=date(2024, 3, 1)), "ohlcv-1h")
+
+    chunks = with_committed(later, earlier)
+
+    windows = [(c.start.date(), c.end.date()) for c in chunks]
+    assert sorted(windows) == [(date(2024, 1, 1), date(2024, 1, 10)), (date(2024, 1, 10), date(2024, 1, 20)),
+                               (date(2024, 1, 20), date(2024, 2, 1)), (date(2024, 2, 1), date(2024, 3, 1))]
+    assert earlier[0] in chunks and with_committed(later, [*earlier, *chunks]) == chunks
 
 
 def test_fetch_given_server_error_then_success_retries_and_leaves_no_partial_file(dbn_file: Path,
