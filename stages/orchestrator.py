@@ -5,11 +5,12 @@ to the lake, so any of them can also run alone."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lake.errors import ConfigError
 from lake.formats import ChunkSpec, ManifestEvent
@@ -23,9 +24,11 @@ from stages.extract.planner import with_committed
 from stages.extract.runner import CostPolicy, ExtractReport, run_extract
 from stages.load.loader import LoadResult
 from stages.load.runner import LoadReport, LoadSettings, run_load
+from stages.relay import Relay, run_relays
 from stages.transform.runner import TransformReport, TransformSettings, run_transform, stale
 
 DEFAULT_LAKE = "lake_data"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -99,14 +102,36 @@ class PipelineOrchestrator:
 
     def ingest(self, job: JobConfig, force: bool = False, cost: CostPolicy | None = None,
                hooks: ProgressHooks | None = None) -> tuple[ExtractReport, TransformReport | None, LoadReport | None]:
-        """All three stages for one job, limited to that job's chunks (only the plan on a dry run)."""
+        """All three stages for one job, overlapped (see stages/relay.py) and limited to that job's
+        chunks (only the plan on a dry run)."""
         hooks = hooks or ProgressHooks()
-        chunk_ids = {c.chunk_id for c in self.plan(job)}
-        extracted = self.extract(job, force=force, cost=cost, on_chunk=hooks.extract)
         if cost is not None and cost.dry_run:
-            return extracted, None, None
-        return (extracted, self.transform(chunk_ids, on_chunk=hooks.transform),
-                self.load(chunk_ids, on_chunk=hooks.load))
+            return self.extract(job, force=force, cost=cost, on_chunk=hooks.extract), None, None
+        chunk_ids = {c.chunk_id for c in self.plan(job)}
+        stop = threading.Event()
+
+        def load(ids: set[str], _committed: Callable[[str], None], should_stop: Callable[[], bool]) -> LoadReport:
+            return self.load(ids, should_stop=should_stop, on_chunk=hooks.load)
+
+        def transform(ids: set[str], committed: Callable[[str], None], should_stop: Callable[[], bool]
+                      ) -> TransformReport:
+            return self.transform(ids, should_stop=should_stop,
+                                  on_chunk=_both(hooks.transform, lambda e: committed(e.chunk_id)))
+
+        loading = Relay("load", load, LoadReport(), LoadReport.absorb, chunk_ids, stop)
+        transforming = Relay("transform", transform, TransformReport(), TransformReport.absorb, chunk_ids, stop,
+                             downstream=loading)
+        extracted = run_relays([transforming, loading], lambda send: self.extract(
+            job, force=force, cost=cost, on_chunk=_both(hooks.extract, lambda e: send(e.chunk_id))))
+        return extracted, transforming.report, loading.report
+
+
+def _both(first: Callable[[T], None] | None, second: Callable[[T], None]) -> Callable[[T], None]:
+    def call(value: T) -> None:
+        if first is not None:
+            first(value)
+        second(value)
+    return call
 
 
 def database_url() -> Secret:

@@ -15,6 +15,7 @@ from schemas.config import JobConfig, describe_validation_error
 from schemas.secrets import Secret, mask_dsn
 from stages.cli.common import (
     DEFAULT_CONFIG,
+    HELP_STYLE,
     ApiOpt,
     ChunkDaysOpt,
     ConfigOpt,
@@ -30,6 +31,7 @@ from stages.cli.common import (
     StartOpt,
     StypeOpt,
     SymbolsOpt,
+    Verbosity,
     YesOpt,
     cli_errors,
     orchestrator,
@@ -49,16 +51,18 @@ from stages.transform.runner import TransformReport
 from stages.watch import Pass, stop_on_signals, watch
 
 app = typer.Typer(help="Historical Databento data into TimescaleDB through a file-based staging lake.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-stage_app = typer.Typer(help="Run one stage on its own.", no_args_is_help=True)
-db_app = typer.Typer(help="Database set-up.", no_args_is_help=True)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=HELP_STYLE)
+stage_app = typer.Typer(help="Run one stage on its own.", no_args_is_help=True, rich_markup_mode=HELP_STYLE)
+db_app = typer.Typer(help="Database set-up.", no_args_is_help=True, rich_markup_mode=HELP_STYLE)
 app.add_typer(stage_app, name="stage")
 app.add_typer(db_app, name="db")
 app.add_typer(lake_app, name="lake")
 app.add_typer(quarantine_app, name="quarantine")
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every lifecycle event.")] = False,
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                               help="Log every lifecycle event; show tracebacks.")] = False,
          quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and results.")] = False,
          log_format: Annotated[str, typer.Option("--log-format", help="text, or json (one object per line; "
                                                                       "implies lifecycle events).")] = "text"
@@ -67,6 +71,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log ever
         raise typer.BadParameter(f"'{log_format}' is not text or json", param_hint="--log-format")
     configure_logging(verbose, quiet, log_format)  # type: ignore[arg-type]
     out.quiet = quiet
+    Verbosity.tracebacks = verbose
 
 
 
@@ -174,14 +179,12 @@ def stage_transform(config: ConfigOpt = DEFAULT_CONFIG, follow: FollowOpt = Fals
 @stage_app.command("load")
 @cli_errors
 def stage_load(config: ConfigOpt = DEFAULT_CONFIG, follow: FollowOpt = False,
-               all_chunks: Annotated[bool, typer.Option("--all", help="Every transformed chunk in the lake "
-                                                                       "(the default; for rebuilds).")] = True,
                db: Annotated[str | None, typer.Option("--db", help="Database URL instead of HIST_DATABASE_URL.",
                                                       show_default=False)] = None) -> None:
     """Load every transformed chunk not yet in TimescaleDB (HIST_DATABASE_URL or --db). Rebuilding a
     database from the lake makes no API call.
 
-    Example: hist stage load --all --db postgresql://postgres@127.0.0.1:55432/rebuilt
+    Example: hist stage load --db postgresql://postgres@127.0.0.1:55432/rebuilt
     """
     orch = orchestrator(config)
     dsn = Secret(db) if db else None

@@ -4,6 +4,7 @@ orchestrator built from the config."""
 from __future__ import annotations
 
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -21,6 +22,7 @@ from stages.cli.output import OutputFormat
 from stages.orchestrator import PipelineOrchestrator, ProgressHooks
 
 out = Console(soft_wrap=True)
+HELP_STYLE = None  # plain help: typer's rich help shows `<bool>` after flags, as if they took a value
 DEFAULT_CONFIG = Path("configs/api_specific/databento_config.yaml")
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -45,8 +47,16 @@ MaxCostOpt = Annotated[float | None, typer.Option("--max-cost", help="Stop befor
 YesOpt = Annotated[bool, typer.Option("--yes", help="Accept a cost above the limit.")]
 
 
+class Verbosity:
+    """Whether the user asked for tracebacks (`hist -v`)."""
+
+    tracebacks = False
+
+
 def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn hist's own errors into one line on stderr and exit code 1."""
+    """The error boundary: hist's own errors become one line on stderr and exit 1; anything
+    unexpected becomes one line naming its type (the traceback only with -v), also exit 1; Ctrl-C
+    says what was kept and exits 130. A traceback is never printed unasked."""
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -55,8 +65,20 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
         except HistError as exc:
             typer.echo(f"error: {mask_dsn(str(exc))}", err=True)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: committed chunks are kept; rerun the command to resume", err=True)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter):  # usage errors: typer says them, exit 2
+            raise
+        except Exception as exc:
+            if Verbosity.tracebacks:
+                traceback.print_exc()
+            detail = mask_dsn(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
+            typer.echo(f"error: {type(exc).__name__}: {detail} (hist -v shows the traceback)", err=True)
+            raise typer.Exit(1) from None
 
     return wrapper
+
 
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet; by default a table "

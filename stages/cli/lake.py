@@ -12,6 +12,7 @@ from lake.errors import ConfigError
 from lake.verify import verify_lake
 from stages.cli.common import (
     DEFAULT_CONFIG,
+    HELP_STYLE,
     ConfigOpt,
     FormatOpt,
     OutputOpt,
@@ -24,7 +25,7 @@ from stages.cli.output import write_result
 from stages.inspection.lake_status import lake_status
 from stages.inspection.lake_views import lake_connection
 
-lake_app = typer.Typer(help="Inspect the lake.", no_args_is_help=True)
+lake_app = typer.Typer(help="Inspect the lake.", no_args_is_help=True, rich_markup_mode=HELP_STYLE)
 
 
 @lake_app.command("status")

@@ -9,6 +9,7 @@ import typer
 
 from stages.cli.common import (
     DEFAULT_CONFIG,
+    HELP_STYLE,
     ConfigOpt,
     FormatOpt,
     OutputOpt,
@@ -20,7 +21,8 @@ from stages.cli.common import (
 from stages.cli.output import write_result
 from stages.inspection.quarantine import QuarantineFilter, affected_chunks, quarantine_rows, quarantine_summary
 
-quarantine_app = typer.Typer(help="Inspect and reprocess quarantined rows.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Inspect and reprocess quarantined rows.", no_args_is_help=True,
+                             rich_markup_mode=HELP_STYLE)
 TableOpt = Annotated[str | None, typer.Option("--table", help="e.g. ohlcv_data.")]
 RuleOpt = Annotated[str | None, typer.Option("--rule", help="A rule name, e.g. ohlcv_high_ge_low.")]
 ChunkOpt = Annotated[str | None, typer.Option("--chunk", help="A chunk id.")]

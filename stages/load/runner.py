@@ -43,6 +43,14 @@ class LoadReport:
     errors: list[Exception] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def absorb(self, other: LoadReport) -> None:
+        """Add another run's outcome (ingest loads in several passes)."""
+        self.loaded += other.loaded
+        self.replaced += other.replaced
+        self.skipped += other.skipped
+        self.failed.update(other.failed)
+        self.rows += other.rows
+
 
 def pending(manifest: Manifest, conn: psycopg.Connection, chunk_ids: set[str] | None = None
             ) -> list[ManifestEvent]:

@@ -53,6 +53,14 @@ class TransformReport:
     failed: dict[str, str] = field(default_factory=dict)
     records: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ACCOUNTS, 0))
 
+    def absorb(self, other: TransformReport) -> None:
+        """Add another run's outcome (ingest transforms in several passes)."""
+        self.transformed += other.transformed
+        self.skipped += other.skipped
+        self.failed.update(other.failed)
+        for key, n in other.records.items():
+            self.records[key] = self.records.get(key, 0) + n
+
 
 def pending(manifest: Manifest, rules_version: str, chunk_ids: set[str] | None = None, *,
             retry_failed: bool = False, redo: frozenset[str] = frozenset()) -> list[ManifestEvent]:

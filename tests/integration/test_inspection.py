@@ -30,13 +30,13 @@ def test_lake_status_and_query_show_each_stage(hist: HistRunner, database_url: s
                       "--format", "json").stdout
 
     stages = {row[0]: row for row in csv.reader(io.StringIO(status))}  # CSV in a pipe, by default
-    assert stages["extract"][1:3] == ["2", "92"] and stages["load"][1:3] == ["2", "92"]
-    assert stages["transform"][1:7] == ["2", "92", "92", "0", "0", "0"], "in = standardized + quarantined + ..."
-    assert list(csv.reader(io.StringIO(manifest))) == [["stage", "n"], ["extract", "2"], ["transform", "2"]]
+    assert stages["extract"][1:3] == ["1", "92"] and stages["load"][1:3] == ["1", "92"]
+    assert stages["transform"][1:7] == ["1", "92", "92", "0", "0", "0"], "in = standardized + quarantined + ..."
+    assert list(csv.reader(io.StringIO(manifest))) == [["stage", "n"], ["extract", "1"], ["transform", "1"]]
     assert [json.loads(line) for line in per_symbol.splitlines()] == [{"symbol": "ESH4", "bars": 46},
                                                                       {"symbol": "NQH4", "bars": 46}]
     raw = hist("lake", "query", "SELECT count(*) AS files, sum(records) AS records FROM raw_files", "-f", "csv")
-    assert raw.stdout.splitlines()[1] == "2,92"
+    assert raw.stdout.splitlines()[1] == "1,92"
 
 
 def test_lake_query_given_bad_sql_says_why(hist: HistRunner) -> None:
@@ -135,10 +135,11 @@ def test_quiet_prints_only_results(hist: HistRunner) -> None:
 
 
 def test_every_command_has_help_with_an_example(hist: HistRunner) -> None:
-    commands = [["ingest"], ["watch"], ["query"], ["stage", "extract"], ["stage", "transform"], ["stage", "load"],
-                ["db", "init"], ["lake", "status"], ["lake", "verify"], ["lake", "query"], ["quarantine", "ls"],
-                ["quarantine", "show"], ["quarantine", "reprocess"]]
+    commands = [["ingest"], ["watch"], ["query"], ["rederive"], ["stage", "extract"], ["stage", "transform"],
+                ["stage", "load"], ["db", "init"], ["lake", "status"], ["lake", "verify"], ["lake", "query"],
+                ["quarantine", "ls"], ["quarantine", "show"], ["quarantine", "reprocess"]]
     for command in commands:
-        text = hist(*command, "--help").stdout
+        text = " ".join(hist(*command, "--help").stdout.split())
         assert "Example:" in text and " hist " in text.split("Example:")[1], command
+        assert "<bool>" not in text, f"a flag shown as taking a value: {command}"
     assert "EXCLUSIVE" in hist("ingest", "--help").stdout

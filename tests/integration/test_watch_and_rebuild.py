@@ -53,7 +53,7 @@ def test_load_all_given_empty_database_rebuilds_it_from_the_lake_without_api_cal
         conn.execute(f"CREATE DATABASE {rebuilt.rsplit('/', 1)[1]}")
     try:
         env = dict(hist.env, DATABENTO_API_KEY="", DATABENTO_GATEWAY="127.0.0.1:9")
-        result = subprocess.run([str(HIST), "stage", "load", "--all", "--db", rebuilt], env=env,
+        result = subprocess.run([str(HIST), "stage", "load", "--db", rebuilt], env=env,
                                 capture_output=True, text=True, check=True)
         assert "load: 2 chunks loaded" in result.stdout
         assert fingerprint(rebuilt) == fingerprint(database_url) and fingerprint(rebuilt)[0] == 8000
