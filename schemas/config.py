@@ -101,8 +101,8 @@ class HistConfig(BaseModel):
     max_cost_usd: float | None = Field(default=None, ge=0)
     mapping_config_path: Path
     validation_schema_paths: list[Path]
-    transform_batch_records: int = Field(default=1_000_000, ge=1_000)
-    load_batch_rows: int = Field(default=100_000, ge=1_000)
+    transform_batch_records: int = Field(default=250_000, ge=1_000)
+    load_batch_rows: int = Field(default=20_000, ge=1_000)
     transform_workers: int = Field(default=2, ge=1, le=16, description="Small chunks transformed at once.")
     load_workers: int = Field(default=2, ge=1, le=32, description="Parallel COPY streams into TimescaleDB.")
     jobs: list[JobConfig] = Field(default_factory=list)

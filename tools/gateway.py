@@ -16,10 +16,33 @@ user name; errors as JSON {"detail": ...}. As Databento does:
   the symbology mappings, except for stype_in=instrument_id and ALL_SYMBOLS requests, which get none;
 - symbology.resolve maps raw_symbol/parent/continuous -> instrument_id and instrument_id -> raw_symbol,
   each with its [d0, d1) intervals clipped to the requested dates.
+
+Batch (tools/gateway_batch.py), as Databento's: POST /v0/batch.submit_job (get_range's form and
+validation, plus encoding=dbn, compression=zstd|none, split_duration=day|week|month|year|none, split_symbols,
+split_size in [1e9, 10e9], delivery=download) answers the job dict (id like GLBX-20240102-ABCDEFGHIJ,
+state "received", cost_usd, billed_size, record_count, the request's fields, ts_received, ...).
+GET /v0/batch.get_job_details?job_id= and GET /v0/batch.list_jobs?states=&since=&short= are polls: a
+job moves received -> queued -> processing -> done, one state per `polls_per_state` polls of it (default
+1: done on the 4th poll; 0: done on the first); list_jobs polls every job, filters on states (default all
+but expired) and since, and answers the short form {id, state, ts_received} unless short=False. On
+reaching done the job is built under --batch-dir (default <cert-dir>/../batch; it survives restarts): one
+file per split window (and symbol) with records, named like glbx-mdp3-20240102.ohlcv-1m.dbn.zst
+(glbx-mdp3-20240101-20240131... for longer windows, ...ohlcv-1m.ESH4.dbn.zst with split_symbols), each
+byte for byte get_range's stream for that sub-window, plus metadata.json, symbology.json and condition.json.
+GET /v0/batch.list_files?job_id= answers [{filename, size, hash: "sha256:<hex>", urls: {https, ftp: ""}}]
+([] before done); the https URL is GET /v0/batch/download/<user_id>/<job_id>/<filename>, and
+GET /v0/batch.download?job_id= is every file as one zip. Downloads honour a Range header (206 with
+Content-Range, 416 if unsatisfiable). Unknown jobs or files: 404; expired jobs: 410 on list_files and
+downloads.
+
 For tests, /_admin/faults (POST a JSON list) injects faults into any endpoint — {"kind":
-"429"|"500"|"truncate"|"slow", "count": n, "retry_after": s, "delay": s, "status": 5xx, "after_bytes": n,
-"path": "/v0/..." (default /v0/timeseries.get_range), "match": {"start": "2024-01-03"}} — and
-GET /_admin/requests returns the request log (POST clears it).
+"429"|"500"|"truncate"|"slow"|"corrupt", "count": n, "retry_after": s, "delay": s, "status": 5xx,
+"after_bytes": n, "path": "/v0/..." (default /v0/timeseries.get_range; a prefix such as /v0/batch/download
+matches every path below it), "match": {"start": "2024-01-03"}}; "corrupt" serves a download with its
+middle byte flipped. GET /_admin/requests returns the request log (with "range" when a Range header was
+sent; POST clears it). POST /_admin/batch {"polls_per_state": n, "expire": job_id} sets the polls per state
+and/or expires a job (state "expired", files deleted); GET /_admin/batch shows the setting and each job's
+state and polls.
 """
 
 from __future__ import annotations
@@ -31,7 +54,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -184,12 +207,37 @@ class RangeRequest:
         return metadata(self.dataset, self.schema, self.start, self.end, self.symbols,
                         {} if bare else self.mappings, self.stype_in, self.stype_out, self.not_found, version)
 
+    def dbn(self, store: ReplayStore) -> Iterator[bytes]:
+        """The uncompressed DBN stream: the metadata, then one piece per non-empty record array."""
+        yield self.metadata(store.version(self.dataset, self.schema))
+        for arr in store.records(self.dataset, self.schema, self.spans, self.start, self.end):
+            yield arr.tobytes()
+
+
+def zstd_blocks(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """`pieces` zstd-compressed as one frame, in blocks of about STREAM_BLOCK bytes."""
+    compressor = zstandard.ZstdCompressor(level=1).compressobj()
+    out: list[bytes] = []
+    for piece in pieces:
+        out.append(compressor.compress(piece))
+        if sum(map(len, out)) >= STREAM_BLOCK:
+            yield b"".join(out)
+            out = []
+    out.append(compressor.flush())
+    yield b"".join(out)
+
+
+def price(schema: str, billed_size: int) -> float:
+    """What Databento would charge for `billed_size` bytes of `schema`, in USD."""
+    return round(billed_size / 1e9 * PRICE_PER_GB.get(schema, DEFAULT_PRICE_PER_GB), 6)
+
 
 class Gateway(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], store: ReplayStore, key: str) -> None:
-        super().__init__(address, Handler)
+    def __init__(self, address: tuple[str, int], store: ReplayStore, key: str,
+                 handler: type[Handler] | None = None) -> None:
+        super().__init__(address, handler or Handler)
         self.store = store
         self.key = key
         self.faults: list[dict[str, Any]] = []
@@ -201,7 +249,9 @@ class Gateway(ThreadingHTTPServer):
         with self.lock:
             for fault in self.faults:
                 matches = all(v in params.get(k, "") for k, v in fault.get("match", {}).items())
-                if fault.get("path", "/v0/timeseries.get_range") == path and fault.get("count", 1) > 0 and matches:
+                where = fault.get("path", "/v0/timeseries.get_range")
+                if (path == where or path.startswith(where.rstrip("/") + "/")) and fault.get("count", 1) > 0 \
+                        and matches:
                     fault["count"] = fault.get("count", 1) - 1
                     return dict(fault)
         return None
@@ -220,15 +270,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
-        if urlparse(self.path).path == "/_admin/faults":
-            with self.server.lock:
-                self.server.faults = json.loads(body or "[]")
-            self._json(200, {"faults": len(self.server.faults)})
-            return
-        if urlparse(self.path).path == "/_admin/requests":
-            with self.server.lock:
-                self.server.log.clear()
-            self._json(200, [])
+        if urlparse(self.path).path.startswith("/_admin/"):
+            self._admin_reply(json.loads(body or "null"), post=True)
             return
         params = parse_qs(urlparse(self.path).query)
         params.update(parse_qs(body))
@@ -237,12 +280,14 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, raw: dict[str, list[str]]) -> None:
         path = urlparse(self.path).path
         params = {k: v[-1] for k, v in raw.items()}
-        if path == "/_admin/requests":
-            with self.server.lock:
-                self._json(200, list(self.server.log))
+        if path.startswith("/_admin/"):
+            self._admin_reply(None, post=False)
             return
+        entry: dict[str, Any] = {"path": path, "params": params, "time": time.time()}
+        if self.headers.get("Range"):
+            entry["range"] = self.headers["Range"]
         with self.server.lock:
-            self.server.log.append({"path": path, "params": params, "time": time.time()})
+            self.server.log.append(entry)
         try:
             self._authorize()
             fault = self.server.take_fault(path, params)
@@ -250,12 +295,36 @@ class Handler(BaseHTTPRequestHandler):
                 self._json(429, {"detail": "Too many requests"}, {"Retry-After": str(fault.get("retry_after", 1))})
             elif fault and fault["kind"] == "500":
                 self._json(int(fault.get("status", 500)), {"detail": "Internal server error"})
-            elif path == "/v0/timeseries.get_range":
-                self._stream(self._request(params), fault)
             else:
-                self._json(200, self._answer(path, params), fault=fault)
+                self._respond(path, params, fault)
         except GatewayError as exc:
             self._json(exc.status, {"detail": exc.detail})
+
+    def _respond(self, path: str, params: dict[str, str], fault: dict[str, Any] | None) -> None:
+        """The reply to an authorized request that no 429 or 500 fault answered."""
+        if path == "/v0/timeseries.get_range":
+            self._stream(self._request(params), fault)
+        else:
+            self._json(200, self._answer(path, params), fault=fault)
+
+    def _admin_reply(self, body: Any, post: bool) -> None:
+        try:
+            self._json(200, self._admin(urlparse(self.path).path, body, post))
+        except GatewayError as exc:
+            self._json(exc.status, {"detail": exc.detail})
+
+    def _admin(self, path: str, body: Any, post: bool) -> object:
+        """The test-only calls: POST /_admin/faults sets the faults, /_admin/requests reads (GET) or clears
+        (POST) the request log."""
+        with self.server.lock:
+            if path == "/_admin/faults" and post:
+                self.server.faults = body or []
+                return {"faults": len(self.server.faults)}
+            if path == "/_admin/requests":
+                if post:
+                    self.server.log.clear()
+                return list(self.server.log)
+        raise GatewayError(404, f"Unknown admin call {'POST' if post else 'GET'} {path}")
 
     def _authorize(self) -> None:
         header = self.headers.get("Authorization", "")
@@ -282,15 +351,21 @@ class Handler(BaseHTTPRequestHandler):
             return self._resolve(p)
         if path in ("/v0/metadata.get_cost", "/v0/metadata.get_record_count", "/v0/metadata.get_billable_size"):
             request = self._request(p)
-            count = size = 0
-            for arr in store.records(request.dataset, request.schema, request.spans, request.start, request.end):
-                count, size = count + len(arr), size + arr.nbytes
+            count, size = self._usage(request)
             if path.endswith("get_record_count"):
                 return count
             if path.endswith("get_billable_size"):
                 return size
-            return round(size / 1e9 * PRICE_PER_GB.get(request.schema, DEFAULT_PRICE_PER_GB), 6)
+            return price(request.schema, size)
         raise GatewayError(404, f"Unknown endpoint {path}")
+
+    def _usage(self, request: RangeRequest) -> tuple[int, int]:
+        """The request's record count and billable size (its records' bytes)."""
+        store = self.server.store
+        count = size = 0
+        for arr in store.records(request.dataset, request.schema, request.spans, request.start, request.end):
+            count, size = count + len(arr), size + arr.nbytes
+        return count, size
 
     def _resolve(self, p: dict[str, str]) -> dict[str, object]:
         symbols = parse_symbols(p)
@@ -322,8 +397,6 @@ class Handler(BaseHTTPRequestHandler):
                             mappings, not_found, spans)
 
     def _stream(self, request: RangeRequest, fault: dict[str, Any] | None) -> None:
-        store = self.server.store
-        compressor = zstandard.ZstdCompressor(level=1).compressobj()
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -332,14 +405,8 @@ class Handler(BaseHTTPRequestHandler):
         budget = None
         if fault and fault["kind"] == "truncate":
             budget = int(fault.get("after_bytes", 200))
-        pieces = [compressor.compress(request.metadata(store.version(request.dataset, request.schema)))]
-        for arr in store.records(request.dataset, request.schema, request.spans, request.start, request.end):
-            pieces.append(compressor.compress(arr.tobytes()))
-            if sum(map(len, pieces)) >= STREAM_BLOCK:
-                sent += self._chunk(b"".join(pieces), budget, sent, fault)
-                pieces = []
-        pieces.append(compressor.flush())
-        sent += self._chunk(b"".join(pieces), budget, sent, fault)
+        for block in zstd_blocks(request.dbn(self.server.store)):
+            sent += self._chunk(block, budget, sent, fault)
         self.wfile.write(b"0\r\n\r\n")
 
     def _chunk(self, data: bytes, budget: int | None, sent: int, fault: dict[str, Any] | None) -> int:
@@ -394,11 +461,15 @@ def ensure_certificate(cert_dir: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def serve(data: Path, port: int, cert_dir: Path, key: str, port_file: Path | None) -> None:
+def serve(data: Path, port: int, cert_dir: Path, key: str, port_file: Path | None, batch_dir: Path | None = None,
+          polls_per_state: int = 1) -> None:
     import ssl
 
+    from tools.gateway_batch import BatchGateway  # which imports this module as tools.gateway: see __main__
+
     cert, private_key = ensure_certificate(cert_dir)
-    server = Gateway(("127.0.0.1", port), ReplayStore(data), key)
+    server = BatchGateway(("127.0.0.1", port), ReplayStore(data), key, batch_dir or cert_dir.resolve().parent / "batch",
+                          polls_per_state)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, private_key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
@@ -417,14 +488,20 @@ def main() -> None:
     parser.add_argument("--key-env", default="DATABENTO_API_KEY",
                         help="environment variable holding the API key to accept")
     parser.add_argument("--port-file", type=Path)
+    parser.add_argument("--batch-dir", type=Path, help="where batch jobs live (default: <cert-dir>/../batch)")
+    parser.add_argument("--batch-polls-per-state", type=int, default=1,
+                        help="polls a batch job spends in each state before done (0: done on the first poll)")
     args = parser.parse_args()
     import os
 
     key = os.environ.get(args.key_env, "")
     if not key:
         parser.error(f"{args.key_env} is not set")
-    serve(args.data, args.port, args.cert_dir, key, args.port_file)
+    serve(args.data, args.port, args.cert_dir, key, args.port_file, args.batch_dir, args.batch_polls_per_state)
 
 
 if __name__ == "__main__":
-    main()
+    # Run as tools.gateway, the one module object tools/gateway_batch.py extends (not a second copy, __main__).
+    from tools.gateway import main as run
+
+    run()

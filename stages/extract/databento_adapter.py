@@ -22,7 +22,7 @@ from stages.extract.planner import plan_chunks
 from stages.extract.retry import with_retries
 
 log = logging.getLogger(__name__)
-COUNT_BATCH = 1_000_000
+COUNT_BATCH = 250_000  # records decoded at a time to count and check a download: bounded memory
 ALL_SYMBOLS = "ALL_SYMBOLS"
 
 

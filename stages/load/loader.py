@@ -20,6 +20,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
+from psycopg.copy import LibpqWriter
 
 from lake.formats import ManifestEvent
 from lake.paths import LakePaths
@@ -109,7 +110,8 @@ class TimescaleLoader:
     def _copy(self, kind: RecordKind, event: ManifestEvent, load_id: int, dedupe: bool) -> int:
         standardized = event.file("standardized")
         assert standardized is not None
-        parquet = pq.ParquetFile(self.paths.absolute(standardized.path))
+        # no read-ahead: a chunk of any size streams through one row group at a time
+        parquet = pq.ParquetFile(self.paths.absolute(standardized.path), pre_buffer=False)
         names = [*parquet.schema_arrow.names, "load_id"]
         target = sql.Identifier(kind.table)
         if dedupe:
@@ -119,10 +121,13 @@ class TimescaleLoader:
         columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         rows = 0
         encoder: pgpq.ArrowToPostgresBinaryEncoder | None = None
+        # LibpqWriter sends in this thread: psycopg's default writer queues up to 128 MiB ahead of a busy
+        # server, which is most of a load's memory and buys nothing when two workers share two cores
         with self.conn.cursor() as cur, cur.copy(
-            sql.SQL("COPY {t} ({c}) FROM STDIN WITH (FORMAT BINARY)").format(t=target, c=columns)
+            sql.SQL("COPY {t} ({c}) FROM STDIN WITH (FORMAT BINARY)").format(t=target, c=columns),
+            writer=LibpqWriter(cur)
         ) as copy:
-            for batch in parquet.iter_batches(batch_size=self.batch_rows):
+            for batch in parquet.iter_batches(batch_size=self.batch_rows, use_threads=False):
                 batch = batch.append_column("load_id", pa.repeat(pa.scalar(load_id, pa.int32()), batch.num_rows))
                 if encoder is None:
                     encoder = pgpq.ArrowToPostgresBinaryEncoder(batch.schema)

@@ -39,10 +39,10 @@ class TransformSettings:
     rules: Rules
     rules_version: str
     batch_records: int = 1_000_000
-    duckdb_memory_limit: str = "512MB"
+    duckdb_memory_limit: str = "128MB"
     duckdb_threads: int = 2
     parquet_compression_level: int = 1
-    in_memory_records: int = 3_000_000  # larger chunks go through a spilling DuckDB table
+    in_memory_records: int = 500_000  # larger chunks go through a spilling DuckDB table
     workers: int = 2
 
 
