@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MANIFEST_FORMAT_VERSION = 1
 
 Stage = Literal["extract", "transform", "load"]
-EventStatus = Literal["committed", "failed"]
+EventStatus = Literal["committed", "failed", "submitted"]  # submitted: a batch job asked for, not yet in the lake
 FileRole = Literal["raw", "symbology", "standardized", "quarantine"]
 
 
@@ -72,6 +72,11 @@ def to_ns(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
+def from_ns(nanos: int) -> datetime:
+    """The aware UTC datetime of nanoseconds since the epoch (to the microsecond)."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=nanos // 1000)
+
+
 class FileRef(BaseModel):
     """A committed file, relative to the lake root, with the hash it had when committed."""
 
@@ -92,7 +97,8 @@ class ManifestEvent(BaseModel):
     transform ran under, so a change of either shows the chunk as stale. An extract event with
     `symbology_pending` holds bytes already bought whose raw symbols are still to be resolved:
     transform waits for the event that adds the symbology file, and a rerun resolves without
-    downloading again.
+    downloading again. A `submitted` extract event records a batch job before its first poll, so a
+    run killed while waiting polls the same job again instead of submitting (and paying) twice.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -109,6 +115,7 @@ class ManifestEvent(BaseModel):
     rules_version: str | None = None
     error: str | None = None
     symbology_pending: bool = False  # extract: raw bytes committed, raw symbols not resolved yet
+    batch_job: str | None = None  # extract: the Databento batch job that delivers (or delivered) these bytes
     created_at: datetime
 
     def file(self, role: FileRole) -> FileRef | None:

@@ -59,11 +59,12 @@ class Manifest:
         rules_version: str | None = None,
         error: str | None = None,
         symbology_pending: bool = False,
+        batch_job: str | None = None,
     ) -> ManifestEvent:
         event = ManifestEvent(
             event_id=uuid.uuid4().hex,
             stage=stage,
-            status="failed" if error else "committed",
+            status="failed" if error else "submitted" if batch_job and not files else "committed",
             chunk_id=chunk.chunk_id,
             chunk=chunk,
             files=tuple(files),
@@ -72,6 +73,7 @@ class Manifest:
             rules_version=rules_version,
             error=error,
             symbology_pending=symbology_pending,
+            batch_job=batch_job,
             created_at=datetime.now(UTC),
         )
         self.append(event)

@@ -105,6 +105,9 @@ class HistConfig(BaseModel):
     load_batch_rows: int = Field(default=20_000, ge=1_000)
     transform_workers: int = Field(default=2, ge=1, le=16, description="Small chunks transformed at once.")
     load_workers: int = Field(default=2, ge=1, le=32, description="Parallel COPY streams into TimescaleDB.")
+    batch_above_bytes: int = Field(default=5_000_000_000, ge=0, description=(
+        "Jobs whose billable size is above this go through Databento's batch API (its guidance: 5 GB)."))
+    batch_poll_seconds: float = Field(default=30.0, ge=0, description="Between polls of a batch job's state.")
     jobs: list[JobConfig] = Field(default_factory=list)
 
     def job(self, name: str) -> JobConfig:

@@ -19,6 +19,7 @@ from lake.paths import LakePaths
 from schemas.config import HistConfig, JobConfig
 from schemas.mappings import MappingConfig, load_mappings, load_rules, rules_version
 from schemas.secrets import Secret
+from stages.extract.batch import BatchPolicy, Via
 from stages.extract.databento_adapter import DatabentoAdapter
 from stages.extract.planner import with_committed
 from stages.extract.runner import CostPolicy, ExtractReport, run_extract
@@ -65,10 +66,11 @@ class PipelineOrchestrator:
         return DatabentoAdapter(key, gateway, self.config.retry_policy)
 
     def extract(self, job: JobConfig, force: bool = False, cost: CostPolicy | None = None,
-                on_chunk: Callable[[ManifestEvent], None] | None = None) -> ExtractReport:
+                on_chunk: Callable[[ManifestEvent], None] | None = None, via: Via = "auto") -> ExtractReport:
         cost = cost or CostPolicy(max_cost_usd=self.config.max_cost_usd)
+        batch = BatchPolicy(via, self.config.batch_above_bytes, self.config.batch_poll_seconds)
         return run_extract(self.adapter, self.paths, self.plan(job), max_concurrency=self.config.max_concurrency,
-                           force=force, cost=cost, on_chunk=on_chunk)
+                           force=force, cost=cost, on_chunk=on_chunk, batch=batch)
 
     def transform_settings(self) -> TransformSettings:
         rule_paths = self.config.validation_schema_paths
@@ -101,12 +103,13 @@ class PipelineOrchestrator:
         return chunks, transformed, self.load(chunks, on_chunk=hooks.load)
 
     def ingest(self, job: JobConfig, force: bool = False, cost: CostPolicy | None = None,
-               hooks: ProgressHooks | None = None) -> tuple[ExtractReport, TransformReport | None, LoadReport | None]:
+               hooks: ProgressHooks | None = None, via: Via = "auto"
+               ) -> tuple[ExtractReport, TransformReport | None, LoadReport | None]:
         """All three stages for one job, overlapped (see stages/relay.py) and limited to that job's
         chunks (only the plan on a dry run)."""
         hooks = hooks or ProgressHooks()
         if cost is not None and cost.dry_run:
-            return self.extract(job, force=force, cost=cost, on_chunk=hooks.extract), None, None
+            return self.extract(job, force=force, cost=cost, on_chunk=hooks.extract, via=via), None, None
         chunk_ids = {c.chunk_id for c in self.plan(job)}
         stop = threading.Event()
 
@@ -122,7 +125,7 @@ class PipelineOrchestrator:
         transforming = Relay("transform", transform, TransformReport(), TransformReport.absorb, chunk_ids, stop,
                              downstream=loading)
         extracted = run_relays([transforming, loading], lambda send: self.extract(
-            job, force=force, cost=cost, on_chunk=_both(hooks.extract, lambda e: send(e.chunk_id))))
+            job, force=force, cost=cost, on_chunk=_both(hooks.extract, lambda e: send(e.chunk_id)), via=via))
         return extracted, transforming.report, loading.report
 
 

@@ -150,6 +150,7 @@ def test_config(tmp_path: Path) -> Path:
     config = yaml.safe_load(CONFIG.read_text())
     config["retry_policy"] = {"max_attempts": 4, "initial_backoff_seconds": 0.05, "max_backoff_seconds": 0.2,
                               "jitter_seconds": 0.0}
+    config["batch_poll_seconds"] = 0.05
     config["mapping_config_path"] = str(ROOT / "configs" / "databento_mappings.yaml")
     config["validation_schema_paths"] = [str(ROOT / "configs" / "validation" / "databento_rules.yaml")]
     path = tmp_path / "config.yaml"

@@ -32,12 +32,14 @@ from stages.cli.common import (
     StypeOpt,
     SymbolsOpt,
     Verbosity,
+    ViaOpt,
     YesOpt,
     cli_errors,
     orchestrator,
     out,
     output_format,
     progress,
+    via_option,
 )
 from stages.cli.lake import lake_app
 from stages.cli.logs import configure_logging
@@ -112,7 +114,7 @@ def ingest(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt =
            dataset: DatasetOpt = None, schema: SchemaOpt = None, symbols: SymbolsOpt = None,
            stype_in: StypeOpt = "raw_symbol", start_date: StartOpt = None, end_date: EndOpt = None,
            chunk_days: ChunkDaysOpt = None, force: ForceOpt = False, dry_run: DryRunOpt = False,
-           max_cost: MaxCostOpt = None, yes: YesOpt = False) -> None:
+           max_cost: MaxCostOpt = None, yes: YesOpt = False, via: ViaOpt = "auto") -> None:
     """Extract, transform and load one job. The end date is exclusive.
 
     Example: hist ingest --dataset GLBX.MDP3 --schema ohlcv-1m --symbols ESH4,NQH4
@@ -122,7 +124,7 @@ def ingest(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt =
     chosen = _job(orch, job, api, dataset, schema, symbols, stype_in, start_date, end_date, chunk_days)
     with progress(not dry_run) as hooks:
         extracted, transformed, loaded = orch.ingest(chosen, force=force, cost=_cost(orch, dry_run, max_cost, yes),
-                                                     hooks=hooks)
+                                                     hooks=hooks, via=via_option(via))
     _print_extract(extracted, dry_run)
     if transformed is None or loaded is None:
         return
@@ -138,7 +140,7 @@ def stage_extract(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: A
                   dataset: DatasetOpt = None, schema: SchemaOpt = None, symbols: SymbolsOpt = None,
                   stype_in: StypeOpt = "raw_symbol", start_date: StartOpt = None, end_date: EndOpt = None,
                   chunk_days: ChunkDaysOpt = None, force: ForceOpt = False, dry_run: DryRunOpt = False,
-                  max_cost: MaxCostOpt = None, yes: YesOpt = False) -> None:
+                  max_cost: MaxCostOpt = None, yes: YesOpt = False, via: ViaOpt = "auto") -> None:
     """Download raw DBN chunks into the lake. The end date is exclusive.
 
     Example: hist stage extract --job es_nq_ohlcv_1m
@@ -146,7 +148,8 @@ def stage_extract(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: A
     orch = orchestrator(config)
     chosen = _job(orch, job, api, dataset, schema, symbols, stype_in, start_date, end_date, chunk_days)
     with progress(not dry_run) as hooks:
-        report = orch.extract(chosen, force=force, cost=_cost(orch, dry_run, max_cost, yes), on_chunk=hooks.extract)
+        report = orch.extract(chosen, force=force, cost=_cost(orch, dry_run, max_cost, yes), on_chunk=hooks.extract,
+                              via=via_option(via))
     _print_extract(report, dry_run)
     if report.failed:
         raise typer.Exit(1)

@@ -19,6 +19,7 @@ from lake.errors import HistError
 from schemas.config import load_config
 from schemas.secrets import mask_dsn
 from stages.cli.output import OutputFormat
+from stages.extract.batch import Via
 from stages.orchestrator import PipelineOrchestrator, ProgressHooks
 
 out = Console(soft_wrap=True)
@@ -45,6 +46,8 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Re-extract chunks alrea
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and its cost; download nothing.")]
 MaxCostOpt = Annotated[float | None, typer.Option("--max-cost", help="Stop before downloading above this USD cost.")]
 YesOpt = Annotated[bool, typer.Option("--yes", help="Accept a cost above the limit.")]
+ViaOpt = Annotated[str, typer.Option("--via", help="stream (timeseries.get_range), batch (a batch job), or auto: "
+                                                   "batch above the config's batch_above_bytes (5 GB).")]
 
 
 class Verbosity:
@@ -93,6 +96,12 @@ def output_format(value: str) -> OutputFormat:
         return "table" if out.is_terminal else "csv"
     if value not in ("table", "csv", "json", "parquet"):
         raise typer.BadParameter(f"'{value}' is not one of table, csv, json, parquet", param_hint="--format")
+    return value  # type: ignore[return-value]
+
+
+def via_option(value: str) -> Via:
+    if value not in ("auto", "stream", "batch"):
+        raise typer.BadParameter(f"'{value}' is not one of auto, stream, batch", param_hint="--via")
     return value  # type: ignore[return-value]
 
 

@@ -4,10 +4,31 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+from lake.errors import TerminalError
 from lake.formats import ChunkSpec
 from schemas.config import JobConfig
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    """One data file of a finished batch job, as the vendor lists it."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A verified batch file on disk: its records and the [start, end) window its metadata names."""
+
+    path: Path
+    records: int
+    start: datetime
+    end: datetime
 
 
 @dataclass(frozen=True)
@@ -33,6 +54,22 @@ class BaseAdapter(ABC):
     def fetch(self, chunk: ChunkSpec, destination: Path) -> int:
         """Write the chunk's raw bytes to `destination` (which must not exist) and return the number
         of records in it; raise TransientError or TerminalError on failure."""
+
+    def submit_batch(self, request: ChunkSpec) -> str:
+        """Submit `request` as a batch job (split into files of the planner's windows); its id."""
+        raise TerminalError(f"{type(self).__name__} has no batch API")
+
+    def batch_state(self, job_id: str) -> str:
+        """received, queued, processing, done or expired."""
+        raise TerminalError(f"{type(self).__name__} has no batch API")
+
+    def batch_files(self, job_id: str) -> list[BatchFile]:
+        """The data files of a finished job."""
+        raise TerminalError(f"{type(self).__name__} has no batch API")
+
+    def download_batch_file(self, job_id: str, file: BatchFile, folder: Path) -> Downloaded:
+        """Download `file` under `folder` (a partial file there is resumed) and check its sha256."""
+        raise TerminalError(f"{type(self).__name__} has no batch API")
 
     def needs_raw_symbols(self, chunk: ChunkSpec) -> bool:
         """Whether the response's metadata leaves instruments without their raw symbol (requests by

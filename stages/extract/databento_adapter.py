@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 import databento
 import numpy as np
+from databento.common.error import BentoWarning
 from tenacity import RetryCallState
 
+from lake.atomic import sha256_file
 from lake.errors import TerminalError, TransientError
-from lake.formats import ChunkSpec
+from lake.formats import ChunkSpec, from_ns
 from schemas.config import MAX_SYMBOLS_PER_REQUEST, JobConfig, RetryPolicy
 from schemas.records import DatabentoRecord, model_for_schema
 from schemas.secrets import Secret
-from stages.extract.base import BaseAdapter, CostEstimate
+from stages.extract.base import BaseAdapter, BatchFile, CostEstimate, Downloaded
 from stages.extract.errors import classify
-from stages.extract.planner import plan_chunks
+from stages.extract.planner import batch_split, plan_chunks
 from stages.extract.retry import with_retries
 
 log = logging.getLogger(__name__)
 COUNT_BATCH = 250_000  # records decoded at a time to count and check a download: bounded memory
 ALL_SYMBOLS = "ALL_SYMBOLS"
+T = TypeVar("T")
 
 
 class DatabentoAdapter(BaseAdapter):
@@ -75,12 +80,14 @@ class DatabentoAdapter(BaseAdapter):
         return with_retries(self.retry_policy, attempt, self._on_retry(chunk, "timeseries.get_range"))
 
     @staticmethod
-    def _on_retry(chunk: ChunkSpec, call: str) -> Callable[[RetryCallState], None]:
+    def _on_retry(chunk: ChunkSpec | None, call: str) -> Callable[[RetryCallState], None]:
+        chunk_id = chunk.chunk_id if chunk else None
+
         def on_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            log.warning("chunk %s: %s attempt %d failed (%s); retrying", chunk.chunk_id, call, state.attempt_number,
-                        exc, extra={"event": "retried", "stage": "extract", "chunk_id": chunk.chunk_id,
-                                    "attempt": state.attempt_number})
+            log.warning("%s: %s attempt %d failed (%s); retrying", f"chunk {chunk_id}" if chunk_id else "batch", call,
+                        state.attempt_number, exc, extra={"event": "retried", "stage": "extract",
+                                                          "chunk_id": chunk_id, "attempt": state.attempt_number})
         return on_retry
 
 
@@ -97,6 +104,50 @@ class DatabentoAdapter(BaseAdapter):
 
             for record in with_retries(self.retry_policy, attempt):
                 yield model.from_dbn(record)
+
+    def submit_batch(self, request: ChunkSpec) -> str:
+        job = self._call(request, "batch.submit_job", lambda: self.client.batch.submit_job(
+            **request_params(request), encoding="dbn", compression="zstd",
+            split_duration=batch_split(request.source_schema)))
+        return str(job["id"])
+
+    def batch_state(self, job_id: str) -> str:
+        return str(self._call(None, "batch.get_job_details",
+                              lambda: self.client.batch.get_job_details(job_id))["state"])
+
+    def batch_files(self, job_id: str) -> list[BatchFile]:
+        listed = self._call(None, "batch.list_files", lambda: self.client.batch.list_files(job_id))
+        return [BatchFile(f["filename"], int(f["size"]), str(f["hash"]).removeprefix("sha256:")) for f in listed
+                if str(f["filename"]).endswith(".dbn.zst")]
+
+    def download_batch_file(self, job_id: str, file: BatchFile, folder: Path) -> Downloaded:
+        """The client resumes a partial file with an HTTP Range request; a file whose sha256 differs
+        from the listed one is deleted and downloaded again (the client itself only warns). The
+        file is then decoded whole, which counts its records."""
+        target = folder / job_id / file.name
+
+        def download() -> Downloaded:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", BentoWarning)
+                self.client.batch.download(job_id, output_dir=folder, filename_to_download=file.name)
+            if sha256_file(target) != file.sha256:
+                target.unlink(missing_ok=True)
+                raise TransientError(f"{file.name}: its sha256 differs from the job's file list")
+            store = databento.DBNStore.from_file(target)
+            end = store.metadata.end
+            return Downloaded(target, count_records(store), from_ns(store.metadata.start),
+                              from_ns(end) if end is not None else datetime.max.replace(tzinfo=UTC))
+
+        return self._call(None, f"download of {file.name}", download)
+
+    def _call(self, chunk: ChunkSpec | None, call: str, attempt: Callable[[], T]) -> T:
+        """One vendor call with the retry policy; errors classified, the key never shown."""
+        def classified() -> T:
+            try:
+                return attempt()
+            except Exception as exc:
+                raise classify(exc, self._key.reveal()) from None
+        return with_retries(self.retry_policy, classified, self._on_retry(chunk, call))
 
     def needs_raw_symbols(self, chunk: ChunkSpec) -> bool:
         return chunk.stype_in != "raw_symbol" or ALL_SYMBOLS in chunk.symbols

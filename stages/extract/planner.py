@@ -52,6 +52,12 @@ def plan_chunks(job: JobConfig, source_schema: str) -> list[ChunkSpec]:
             for group in groups]
 
 
+def batch_split(source_schema: str) -> str:
+    """A batch job's split_duration: a file a day for ticks and second bars, a month otherwise (a
+    batch job has no year or Monday-to-Monday split); each file becomes one chunk."""
+    return "day" if RECORDS_PER_SYMBOL_DAY.get(source_schema, (0, "day"))[1] == "day" else "month"
+
+
 def windows(start: date, end: date, unit: Window, fixed_days: int | None = None) -> list[tuple[date, date]]:
     """[start, end) cut at calendar boundaries of `unit` (or every `fixed_days` from `start`)."""
     cuts = [start]

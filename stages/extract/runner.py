@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from lake.commit import commit_into_lake
 from lake.errors import HistError, TerminalError
 from lake.formats import ChunkSpec, ManifestEvent
 from lake.locks import try_lock
@@ -17,6 +14,8 @@ from lake.manifest import Manifest
 from lake.paths import LakePaths
 from lake.scratch import chunk_scratch
 from stages.extract.base import BaseAdapter, CostEstimate
+from stages.extract.batch import BatchPolicy, batch_requests, run_batch
+from stages.extract.delivery import Delivery, commit_raw, failed, resolve_and_commit
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +48,11 @@ class ExtractReport:
 
 def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec], *, max_concurrency: int = 4,
                 force: bool = False, cost: CostPolicy | None = None,
-                on_chunk: Callable[[ManifestEvent], None] | None = None) -> ExtractReport:
+                on_chunk: Callable[[ManifestEvent], None] | None = None,
+                batch: BatchPolicy | None = None) -> ExtractReport:
     """Fetch and commit each chunk not already committed (all of them with `force`), after the cost
-    guard has seen the vendor's estimate."""
-    cost = cost or CostPolicy()
+    guard has seen the vendor's estimate: streamed, or through a batch job when `batch` says so."""
+    cost, batch = cost or CostPolicy(), batch or BatchPolicy()
     paths.ensure()
     manifest = Manifest(paths)
     committed = manifest.latest("extract")
@@ -77,22 +77,32 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
     current = manifest.latest("extract")  # with the reused chunks
     unresolved = [] if force else [current[c.chunk_id] for c in chunks
                                    if c.chunk_id in current and current[c.chunk_id].symbology_pending]
+    delivery = Delivery(adapter, paths, manifest, on_chunk)
+    outcomes: list[tuple[str, ManifestEvent | str | None]]
     with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="extract") as pool:
-        resolved = list(pool.map(lambda e: _resolve_one(adapter, paths, manifest, e, on_chunk), unresolved))
-        outcomes = list(pool.map(lambda c: _extract_one(adapter, paths, manifest, c, force, on_chunk), todo))
+        resolved = list(pool.map(lambda e: _resolve_one(delivery, e), unresolved))
+        if batch.applies(report.estimate.bytes):
+            outcomes = [(request.chunk_id, outcome) for request in batch_requests(todo)
+                        for outcome in _or_skipped(run_batch(delivery, request, batch.poll_seconds))]
+            log.info("extract went through the batch API (%s)", "asked for" if batch.via == "batch" else
+                     f"{report.estimate.bytes:,} bytes > {batch.above_bytes:,}",
+                     extra={"event": "batch", "stage": "extract"})
+        else:
+            outcomes = list(zip((c.chunk_id for c in todo),
+                                pool.map(lambda c: _extract_one(delivery, c, force), todo), strict=True))
     for event, outcome in zip(unresolved, resolved, strict=True):
         if isinstance(outcome, str):
             report.failed[event.chunk_id] = outcome
-    for chunk, outcome in zip(todo, outcomes, strict=True):
+    for chunk_id, outcome in outcomes:
         if isinstance(outcome, ManifestEvent):
-            report.extracted.append(chunk.chunk_id)
+            report.extracted.append(outcome.chunk_id)
             raw = outcome.file("raw")
             report.records += raw.records if raw else 0
             report.bytes += raw.bytes if raw else 0
         elif outcome is None:
-            report.skipped.append(chunk.chunk_id)
+            report.skipped.append(chunk_id)
         else:
-            report.failed[chunk.chunk_id] = outcome
+            report.failed[chunk_id] = outcome
     log.info("extract finished: %d extracted, %d failed", len(report.extracted), len(report.failed),
              extra={"event": "stage_finished", "stage": "extract"})
     return report
@@ -111,73 +121,33 @@ def _reuse(manifest: Manifest, bought: ManifestEvent, chunk: ChunkSpec, report: 
              extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id})
 
 
-def _extract_one(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, chunk: ChunkSpec, force: bool,
-                 on_chunk: Callable[[ManifestEvent], None] | None) -> ManifestEvent | str | None:
+def _or_skipped(outcomes: list[ManifestEvent | str] | None) -> list[ManifestEvent | str | None]:
+    """A batch request another process is on counts as one skipped request."""
+    return [None] if outcomes is None else list(outcomes)
+
+
+def _extract_one(delivery: Delivery, chunk: ChunkSpec, force: bool) -> ManifestEvent | str | None:
     """The committed event, None when another process holds or has just committed the chunk, or the
     failure reason."""
+    paths, manifest = delivery.paths, delivery.manifest
     with try_lock(paths.lock("extract", chunk.chunk_id)) as locked:
         if not locked or (not force and chunk.chunk_id in manifest.latest("extract")):
             return None
         with chunk_scratch(paths, "extract", chunk.chunk_id) as scratch:
-            return _fetch_and_commit(adapter, paths, manifest, chunk, scratch, on_chunk)
+            temp = scratch / "download.dbn.zst"
+            try:
+                records = delivery.adapter.fetch(chunk, temp)
+            except HistError as exc:
+                return failed(manifest, chunk, str(exc))
+            return commit_raw(delivery, chunk, temp, records, scratch)
 
 
-def _resolve_one(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, committed: ManifestEvent,
-                 on_chunk: Callable[[ManifestEvent], None] | None) -> ManifestEvent | str | None:
+def _resolve_one(delivery: Delivery, committed: ManifestEvent) -> ManifestEvent | str | None:
     """Resolve the raw symbols of a chunk whose bytes are in the lake already (a resolve that failed
     or was interrupted before): no download."""
-    with try_lock(paths.lock("extract", committed.chunk_id)) as locked:
-        current = manifest.latest("extract").get(committed.chunk_id)
+    with try_lock(delivery.paths.lock("extract", committed.chunk_id)) as locked:
+        current = delivery.manifest.latest("extract").get(committed.chunk_id)
         if not locked or current is None or not current.symbology_pending:
             return None
-        with chunk_scratch(paths, "extract", committed.chunk_id) as scratch:
-            return _resolve_and_commit(adapter, paths, manifest, current, scratch, on_chunk)
-
-
-def _fetch_and_commit(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, chunk: ChunkSpec, scratch: Path,
-                      on_chunk: Callable[[ManifestEvent], None] | None) -> ManifestEvent | str:
-    """Download and commit the raw bytes first, so that whatever follows (symbology) never makes the
-    next run pay for them again."""
-    temp = scratch / "download.dbn.zst"
-    try:
-        records = adapter.fetch(chunk, temp)
-        raw = commit_into_lake(paths, temp, "raw", records, lambda sha: paths.raw(chunk, sha))
-    except HistError as exc:
-        return _failed(manifest, chunk, str(exc))
-    pending = adapter.needs_raw_symbols(chunk)
-    event = manifest.record("extract", chunk, files=[raw], records={"records": records}, symbology_pending=pending)
-    log.info("extracted chunk %s: %d records, %d bytes", chunk.chunk_id, records, raw.bytes,
-             extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id, "records": records})
-    if pending:
-        return _resolve_and_commit(adapter, paths, manifest, event, scratch, on_chunk)
-    if on_chunk:
-        on_chunk(event)
-    return event
-
-
-def _resolve_and_commit(adapter: BaseAdapter, paths: LakePaths, manifest: Manifest, extracted: ManifestEvent,
-                        scratch: Path, on_chunk: Callable[[ManifestEvent], None] | None) -> ManifestEvent | str:
-    chunk, raw = extracted.chunk, extracted.file("raw")
-    assert raw is not None
-    sidecar = scratch / "symbology.json"
-    try:
-        raw_symbols = adapter.raw_symbols(chunk, paths.absolute(raw.path))
-        sidecar.write_text(json.dumps(raw_symbols, sort_keys=True))
-        symbology = commit_into_lake(paths, sidecar, "symbology", len(raw_symbols),
-                                     lambda sha: paths.raw(chunk, sha, ".symbology.json"))
-    except HistError as exc:
-        return _failed(manifest, chunk, f"symbology.resolve: {exc} (the raw bytes are in the lake: a rerun "
-                                        "resolves again without downloading)")
-    event = manifest.record("extract", chunk, files=[raw, symbology], records=extracted.records)
-    log.info("resolved the raw symbols of %d instruments for chunk %s", len(raw_symbols), chunk.chunk_id,
-             extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id})
-    if on_chunk:
-        on_chunk(event)
-    return event
-
-
-def _failed(manifest: Manifest, chunk: ChunkSpec, reason: str) -> str:
-    manifest.record("extract", chunk, error=reason)
-    log.error("extract failed for chunk %s: %s", chunk.chunk_id, reason,
-              extra={"event": "chunk_failed", "stage": "extract", "chunk_id": chunk.chunk_id})
-    return reason
+        with chunk_scratch(delivery.paths, "extract", committed.chunk_id) as scratch:
+            return resolve_and_commit(delivery, current, scratch)

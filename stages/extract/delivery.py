@@ -1,0 +1,81 @@
+"""Committing delivered bytes, however they came (a streamed request or a batch file): the raw
+bytes first, so that whatever follows (symbology) never makes the next run pay for them again; then
+the raw symbols, when the response does not name each contract."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lake.commit import commit_into_lake
+from lake.errors import HistError
+from lake.formats import ChunkSpec, ManifestEvent
+from lake.manifest import Manifest
+from lake.paths import LakePaths
+from stages.extract.base import BaseAdapter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where delivered bytes go and who hears of each committed chunk."""
+
+    adapter: BaseAdapter
+    paths: LakePaths
+    manifest: Manifest
+    on_chunk: Callable[[ManifestEvent], None] | None = None
+
+
+def commit_raw(delivery: Delivery, chunk: ChunkSpec, temp: Path, records: int, scratch: Path,
+               batch_job: str | None = None) -> ManifestEvent | str:
+    """Commit `temp` as the chunk's raw file, then resolve its raw symbols if it needs them."""
+    paths, manifest = delivery.paths, delivery.manifest
+    try:
+        raw = commit_into_lake(paths, temp, "raw", records, lambda sha: paths.raw(chunk, sha))
+    except OSError as exc:
+        return failed(manifest, chunk, f"cannot commit the raw file: {exc}")
+    pending = delivery.adapter.needs_raw_symbols(chunk)
+    event = manifest.record("extract", chunk, files=[raw], records={"records": records}, symbology_pending=pending,
+                            batch_job=batch_job)
+    log.info("extracted chunk %s: %d records, %d bytes", chunk.chunk_id, records, raw.bytes,
+             extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id, "records": records})
+    if pending:
+        return resolve_and_commit(delivery, event, scratch)
+    if delivery.on_chunk:
+        delivery.on_chunk(event)
+    return event
+
+
+def resolve_and_commit(delivery: Delivery, extracted: ManifestEvent, scratch: Path) -> ManifestEvent | str:
+    """Resolve and commit the raw symbols of a chunk whose bytes are committed already."""
+    paths, manifest = delivery.paths, delivery.manifest
+    chunk, raw = extracted.chunk, extracted.file("raw")
+    assert raw is not None
+    sidecar = scratch / "symbology.json"
+    try:
+        raw_symbols = delivery.adapter.raw_symbols(chunk, paths.absolute(raw.path))
+        sidecar.write_text(json.dumps(raw_symbols, sort_keys=True))
+        symbology = commit_into_lake(paths, sidecar, "symbology", len(raw_symbols),
+                                     lambda sha: paths.raw(chunk, sha, ".symbology.json"))
+    except HistError as exc:
+        return failed(manifest, chunk, f"symbology.resolve: {exc} (the raw bytes are in the lake: a rerun "
+                                       "resolves again without downloading)")
+    event = manifest.record("extract", chunk, files=[raw, symbology], records=extracted.records,
+                            batch_job=extracted.batch_job)
+    log.info("resolved the raw symbols of %d instruments for chunk %s", len(raw_symbols), chunk.chunk_id,
+             extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id})
+    if delivery.on_chunk:
+        delivery.on_chunk(event)
+    return event
+
+
+def failed(manifest: Manifest, chunk: ChunkSpec, reason: str, batch_job: str | None = None) -> str:
+    """Record and log a failure; `batch_job` names the job whose file failed (the job stays good)."""
+    manifest.record("extract", chunk, error=reason, batch_job=batch_job)
+    log.error("extract failed for chunk %s: %s", chunk.chunk_id, reason,
+              extra={"event": "chunk_failed", "stage": "extract", "chunk_id": chunk.chunk_id})
+    return reason
