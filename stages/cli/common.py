@@ -111,10 +111,11 @@ def orchestrator(config: Path) -> PipelineOrchestrator:
 
 @contextmanager
 def progress(enabled: bool = True) -> Iterator[ProgressHooks]:
-    """Rich progress bars on stderr for each stage (chunks, bytes or records, rate), shown only on a
-    terminal and without --quiet."""
+    """Rich progress bars on stderr for each stage (chunks, bytes or records, rate), shown only when a
+    person watches (stdout and stderr both a terminal) and without --quiet: `hist ... | head` stays
+    clean."""
     console = Console(stderr=True)
-    if not enabled or out.quiet or not console.is_terminal:
+    if not enabled or out.quiet or not (console.is_terminal and out.is_terminal):
         yield ProgressHooks()
         return
     columns = (TextColumn("{task.description:<9}"), BarColumn(), TextColumn("{task.fields[chunks]} chunks"),

@@ -11,7 +11,7 @@ from typing import Literal
 from schemas.secrets import mask_dsn
 
 LogFormat = Literal["text", "json"]
-EVENT_FIELDS = ("event", "stage", "chunk_id", "records", "rows", "rule", "attempt")
+EVENT_FIELDS = ("event", "stage", "chunk_id", "chunks", "failed", "records", "rows", "rule", "attempt")
 
 
 class JsonFormatter(logging.Formatter):

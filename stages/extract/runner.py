@@ -66,7 +66,7 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
         todo = [c for c in todo if c.source_key not in bought]
     report.estimate = adapter.estimate(todo) if todo else CostEstimate()
     log.info("extract started: %d chunks planned, %d to download, estimated $%.4f", len(chunks), len(todo),
-             report.estimate.usd, extra={"event": "stage_started", "stage": "extract"})
+             report.estimate.usd, extra={"event": "stage_started", "stage": "extract", "chunks": len(todo)})
     if cost.dry_run:
         return report
     limit = cost.max_cost_usd
@@ -104,7 +104,8 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
         else:
             report.failed[chunk_id] = outcome
     log.info("extract finished: %d extracted, %d failed", len(report.extracted), len(report.failed),
-             extra={"event": "stage_finished", "stage": "extract"})
+             extra={"event": "stage_finished", "stage": "extract", "chunks": len(report.extracted),
+                    "failed": len(report.failed), "records": report.records})
     return report
 
 

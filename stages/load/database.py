@@ -3,11 +3,20 @@ never shows the password."""
 
 from __future__ import annotations
 
+import logging
+
 import psycopg
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from lake.errors import TransientError
 from schemas.secrets import Secret, mask_dsn
+
+log = logging.getLogger(__name__)
+
+
+def _retried(state: RetryCallState) -> None:
+    log.warning("database unreachable (attempt %d); retrying", state.attempt_number,
+                extra={"event": "retried", "stage": "load", "attempt": state.attempt_number})
 
 
 def connect(dsn: Secret, attempts: int = 5, max_wait_seconds: float = 4.0) -> psycopg.Connection:
@@ -15,6 +24,7 @@ def connect(dsn: Secret, attempts: int = 5, max_wait_seconds: float = 4.0) -> ps
         for attempt in Retrying(
             retry=retry_if_exception_type(psycopg.OperationalError),
             stop=stop_after_attempt(attempts),
+            before_sleep=_retried,
             wait=wait_exponential(multiplier=0.25, max=max_wait_seconds),
             reraise=True,
         ):

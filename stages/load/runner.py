@@ -77,6 +77,8 @@ def run_load(settings: LoadSettings, chunk_ids: set[str] | None = None, *,
         todo: queue.SimpleQueue[ManifestEvent] = queue.SimpleQueue()
         for event in pending(manifest, conn, chunk_ids):
             todo.put(event)
+    log.info("load started: %d chunks pending", todo.qsize(),
+             extra={"event": "stage_started", "stage": "load", "chunks": todo.qsize()})
     workers = [threading.Thread(target=_worker, args=(settings, todo, report, should_stop, on_chunk),
                                 name=f"load-{i}")
                for i in range(settings.workers)]
@@ -86,6 +88,10 @@ def run_load(settings: LoadSettings, chunk_ids: set[str] | None = None, *,
         worker.join()
     if report.errors:
         raise report.errors[0]
+    log.info("load finished: %d loaded, %d replaced, %d failed, %d rows", len(report.loaded), len(report.replaced),
+             len(report.failed), report.rows,
+             extra={"event": "stage_finished", "stage": "load", "chunks": len(report.loaded) + len(report.replaced),
+                    "failed": len(report.failed), "rows": report.rows})
     return report
 
 

@@ -116,8 +116,14 @@ def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None
     largest = max((e.records.get("records", 0) for e in todo), default=0)
     # Small chunks overlap their fixed costs; a large one gets the memory budget to itself.
     workers = settings.workers if largest * settings.workers <= settings.in_memory_records else 1
+    log.info("transform started: %d chunks pending", len(todo),
+             extra={"event": "stage_started", "stage": "transform", "chunks": len(todo)})
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform") as pool:
         list(pool.map(work, todo))
+    log.info("transform finished: %d transformed, %d failed, %d records in", len(report.transformed),
+             len(report.failed), report.records["in"],
+             extra={"event": "stage_finished", "stage": "transform", "chunks": len(report.transformed),
+                    "failed": len(report.failed), "records": report.records["in"]})
     return report
 
 

@@ -116,15 +116,23 @@ def test_query_given_interval_resamples_with_time_bucket(hist: HistRunner, gatew
     assert pq.read_table(tmp_path / "q.pq").num_rows == both_days
 
 
-def test_log_format_json_emits_lifecycle_events_with_chunk_ids(hist: HistRunner) -> None:
-    result = hist("--log-format", "json", "ingest", "--dataset", DATASET, "--schema", "ohlcv-1d", "--symbols",
-                  "ESH4", *WINDOW)
+def test_log_format_json_emits_every_stages_lifecycle_events_with_chunk_ids(hist: HistRunner, gateway: Gateway) -> None:
+    gateway.faults({"kind": "429", "count": 1, "retry_after": 0, "match": {"start": "2024-01-02"}},
+                   {"kind": "500", "status": 422, "count": 1, "match": {"start": "2024-01-03"}})
+    result = hist("--log-format", "json", "ingest", "--dataset", DATASET, "--schema", "trades", "--symbols",
+                  "ESH4", *WINDOW, check=False)
 
-    events = [json.loads(line) for line in result.stderr.splitlines()]
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert result.returncode == 1 and len(events) > 10
     kinds = {(e.get("stage"), e.get("event")) for e in events}
-    assert {("extract", "stage_started"), ("extract", "chunk_committed"), ("extract", "stage_finished"),
-            ("transform", "chunk_committed"), ("load", "chunk_committed")} <= kinds
-    assert all(e["chunk_id"].startswith("ohlcv-1d-2024010") for e in events if e.get("event") == "chunk_committed")
+    for stage in ("extract", "transform", "load"):
+        assert {(stage, "stage_started"), (stage, "chunk_committed"), (stage, "stage_finished")} <= kinds, stage
+    assert {("extract", "retried"), ("extract", "chunk_failed")} <= kinds
+    assert all(e["chunk_id"].startswith("trades-2024010") for e in events
+               if e.get("event") in ("chunk_committed", "chunk_failed", "retried"))
+    finished = {e["stage"]: e for e in events if e.get("event") == "stage_finished"}
+    assert finished["extract"]["chunks"] == 1 and finished["extract"]["failed"] == 1
+    assert sum(e["rows"] for e in events if e.get("event") == "stage_finished" and e["stage"] == "load") > 0
 
 
 def test_quiet_prints_only_results(hist: HistRunner) -> None:
