@@ -49,8 +49,8 @@ class PipelineOrchestrator:
 
     @classmethod
     def from_config(cls, config: HistConfig, lake_root: Path | None = None) -> PipelineOrchestrator:
-        root = lake_root or Path(os.environ.get("HIST_LAKE", DEFAULT_LAKE))
-        return cls(config, LakePaths(root.resolve()), load_mappings(config.mapping_config_path))
+        paths = LakePaths((lake_root or default_lake()).resolve())
+        return cls(config, paths, load_mappings(config.mapping_config_path))
 
     def plan(self, job: JobConfig) -> list[ChunkSpec]:
         """The job's chunks, under the schema's own name (an alias such as ohlcv.1m plans ohlcv-1m),
@@ -135,6 +135,11 @@ def _both(first: Callable[[T], None] | None, second: Callable[[T], None]) -> Cal
             first(value)
         second(value)
     return call
+
+
+def default_lake() -> Path:
+    """HIST_LAKE, or ./lake_data."""
+    return Path(os.environ.get("HIST_LAKE", DEFAULT_LAKE))
 
 
 def database_url() -> Secret:

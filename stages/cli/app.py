@@ -3,6 +3,7 @@ become one line on stderr and a non-zero exit; nothing here holds pipeline logic
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import date
 from typing import Annotated
@@ -48,7 +49,7 @@ from stages.cli.quarantine import quarantine_app
 from stages.extract.runner import CostPolicy, ExtractReport
 from stages.inspection.db_query import QueryRequest, run_query
 from stages.load.runner import LoadReport
-from stages.orchestrator import PipelineOrchestrator, database_url
+from stages.orchestrator import PipelineOrchestrator, database_url, default_lake
 from stages.transform.runner import TransformReport
 from stages.watch import Pass, stop_on_signals, watch
 
@@ -198,6 +199,24 @@ def stage_load(config: ConfigOpt = DEFAULT_CONFIG, follow: FollowOpt = False,
         report = orch.load(dsn=dsn, on_chunk=hooks.load)
     _print_load(report)
     if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command("doctor")
+@cli_errors
+def doctor_command(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Check that everything hist needs is in place: the config, the API key (never shown), the
+    gateway, the database (timescaledb and migrations), the lake and its manifest. One line per
+    check; exit 1 if any failed.
+
+    Example: hist doctor
+    """
+    from stages.inspection.doctor import run_checks
+
+    checks = list(run_checks(config, default_lake().resolve(), os.environ.get("HIST_DATABASE_URL")))
+    for check in checks:
+        typer.echo(f"{'ok  ' if check.ok else 'FAIL'}  {check.name:<9} {check.detail}")
+    if not all(c.ok for c in checks):
         raise typer.Exit(1)
 
 

@@ -16,6 +16,14 @@ def _migrations() -> list[tuple[int, str, str]]:
     return [(int(p.name[:4]), p.name.removesuffix(".sql"), p.read_text()) for p in files]
 
 
+def missing(conn: psycopg.Connection) -> list[str]:
+    """The names of the migrations this database has not applied (all of them on an empty one)."""
+    exists = conn.execute("SELECT to_regclass('hist_schema_migrations')").fetchone()
+    done = {row[0] for row in conn.execute("SELECT version FROM hist_schema_migrations")} if exists and exists[0] \
+        else set()
+    return [name for version, name, _ in _migrations() if version not in done]
+
+
 def migrate(conn: psycopg.Connection) -> list[str]:
     """Apply every migration the database lacks; returns the names applied."""
     applied: list[str] = []
