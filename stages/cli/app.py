@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from datetime import date
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -331,7 +332,9 @@ def query_command(schema: Annotated[str, typer.Option("--schema", help="e.g. ohl
                   interval: Annotated[str | None, typer.Option("--interval", help="Resample into bars: 30s, 5m, "
                                                                                   "1h, 1d (time_bucket).")] = None,
                   limit: Annotated[int | None, typer.Option("--limit")] = None,
-                  fmt: FormatOpt = "auto", output: OutputOpt = None) -> None:
+                  fmt: FormatOpt = "auto", output: OutputOpt = None,
+                  chart: Annotated[Path | None, typer.Option("--chart", help="Draw candlesticks with volume "
+                                                             "underneath into this PNG instead.")] = None) -> None:
     """Rows of one schema from TimescaleDB, optionally resampled. The end date is exclusive.
 
     Example: hist query --schema ohlcv-1m --symbols ESH4 --start-date 2024-01-02 --end-date 2024-01-03 --interval 1h
@@ -343,4 +346,11 @@ def query_command(schema: Annotated[str, typer.Option("--schema", help="e.g. ohl
                            _date(start_date, "--start-date"), _date(end_date, "--end-date"), interval, limit)
     with connect(database_url(), attempts=2) as conn:
         result = run_query(conn, orch.mapping, request)
-    write_result(result, output_format(fmt), output, out)
+    if chart is None:
+        write_result(result, output_format(fmt), output, out)
+        return
+    from stages.inspection.chart import draw_candles
+
+    title = f"{symbols} {request.interval or orch.mapping.schema_mapping(schema).interval or schema}"
+    drawn = draw_candles(result, chart, f"{title} ({start_date} to {end_date}, UTC)")
+    out.print(f"chart: {drawn:,} bars of {symbols} drawn to {chart}")

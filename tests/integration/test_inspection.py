@@ -143,9 +143,9 @@ def test_quiet_prints_only_results(hist: HistRunner) -> None:
 
 
 def test_every_command_has_help_with_an_example(hist: HistRunner) -> None:
-    commands = [["ingest"], ["watch"], ["query"], ["rederive"], ["doctor"], ["stage", "extract"], ["stage", "transform"],
-                ["stage", "load"], ["db", "init"], ["lake", "status"], ["lake", "verify"], ["lake", "query"],
-                ["quarantine", "ls"], ["quarantine", "show"], ["quarantine", "reprocess"]]
+    commands = [["ingest"], ["watch"], ["query"], ["rederive"], ["doctor"], ["stage", "extract"],
+                ["stage", "transform"], ["stage", "load"], ["db", "init"], ["lake", "status"], ["lake", "verify"],
+                ["lake", "query"], ["quarantine", "ls"], ["quarantine", "show"], ["quarantine", "reprocess"]]
     for command in commands:
         text = " ".join(hist(*command, "--help").stdout.split())
         assert "Example:" in text and " hist " in text.split("Example:")[1], command
