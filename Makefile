@@ -9,10 +9,14 @@ TEST_TZ ?= America/New_York# hosts are not all UTC: the suite runs off UTC (over
 
 .PHONY: demo test lint bench timescaledb stop clean
 
+# pip's notes about this machine's package mirrors and setuptools' editable-install banner are noise
+PIP_NOISE := is ignored: it is neither a file nor a directory
+QUIET_PIP := set -o pipefail; PYTHONWARNINGS=ignore $(BIN)/pip install -q
+
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	@$(QUIET_PIP) --upgrade pip 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	@$(QUIET_PIP) -e '.[dev]' 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	touch $@
 
 timescaledb:

@@ -13,7 +13,7 @@ mkdir -p "$STATE"
 [ -f "$STATE/demo.key" ] || (umask 077; echo "db-demo$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" > "$STATE/demo.key")
 export DATABENTO_API_KEY; DATABENTO_API_KEY=$(cat "$STATE/demo.key")
 
-echo "== generating synthetic Databento data (deterministic, seed 7)"
+echo "== generating synthetic Databento data (deterministic, seed 7; bars, tbbo and statistics from one tape of trades)"
 [ -f "$STATE/data/GLBX.MDP3/symbology.json" ] || "$BIN/python" tools/generate.py --out "$STATE/data" \
     --dataset GLBX.MDP3 --symbols ESH4,ESM4,NQH4 --start 2024-01-02 --end 2024-01-04 --seed 7
 
@@ -33,6 +33,8 @@ export DATABENTO_GATEWAY=127.0.0.1:$(cat "$STATE/gateway.port") REQUESTS_CA_BUND
 
 echo "== hist db init"
 "$BIN/hist" db init
+echo "== hist doctor"
+"$BIN/hist" doctor
 echo "== hist ingest (the requirements' form)"
 "$BIN/hist" ingest --api databento --dataset GLBX.MDP3 --schema ohlcv-1m --symbols ESH4,NQH4 \
     --start-date 2024-01-02 --end-date 2024-01-04
@@ -44,14 +46,23 @@ done
 echo "== hist lake status"
 "$BIN/hist" lake status
 echo "== what landed in TimescaleDB"
+export PGTZ=UTC  # show times in UTC, whatever this machine's zone
 psql "$HIST_DATABASE_URL" -P pager=off -c "
 SELECT 'ohlcv_data' AS table_name, count(*) AS rows FROM ohlcv_data
 UNION ALL SELECT 'trades_data', count(*) FROM trades_data
 UNION ALL SELECT 'tbbo_data', count(*) FROM tbbo_data
 UNION ALL SELECT 'statistics_data', count(*) FROM statistics_data
-UNION ALL SELECT 'definitions_data', count(*) FROM definitions_data;" -c "
-SELECT symbol, interval, count(*) AS bars, min(ts_event) AS first_bar, max(ts_event) AS last_bar,
-       min(low) AS low, max(high) AS high, sum(volume) AS volume
-FROM ohlcv_data WHERE symbol IN ('ESH4', 'NQH4') GROUP BY symbol, interval
-ORDER BY symbol, min(ts_event_ns) - max(ts_event_ns);"
-echo "Lake: $HIST_LAKE   Database: $HIST_DATABASE_URL   (stop it with: make stop)"
+UNION ALL SELECT 'definitions_data', count(*) FROM definitions_data;"
+echo "== ESH4 on 2024-01-02: minute, hour and day bars and the trades they come from agree"
+psql "$HIST_DATABASE_URL" -P pager=off -c "
+SELECT interval AS bars_of, count(*) AS bars, min(low) AS low, max(high) AS high, sum(volume) AS volume
+FROM ohlcv_data WHERE symbol = 'ESH4' AND interval IN ('1m', '1h', '1d')
+  AND ts_event >= '2024-01-02' AND ts_event < '2024-01-03' GROUP BY interval
+UNION ALL
+SELECT 'trades', count(*), min(price), max(price), sum(size) FROM trades_data
+WHERE symbol = 'ESH4' AND ts_event >= '2024-01-02' AND ts_event < '2024-01-03'
+ORDER BY bars DESC;"
+echo "== a chart of ESH4's 15-minute bars"
+"$BIN/hist" query --schema ohlcv-1m --symbols ESH4 --start-date 2024-01-02 --end-date 2024-01-03 --interval 15m \
+    --chart "$STATE/ESH4-2024-01-02.png"
+echo "Lake: $HIST_LAKE   Database: $HIST_DATABASE_URL   Chart: $STATE/ESH4-2024-01-02.png   (stop it with: make stop)"

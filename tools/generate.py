@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tools.generate_definitions import definition
 from tools.instruments import TICK, Instrument, Session, base_price, instrument_id, parse, publishers
 from tools.records import NS, OHLCV_RTYPES, PRICE, RECORDS, day_start_ns, empty, record_class
+from tools.tape import bars_of, summarize, trades_of
 
 __all__ = ["NS", "PRICE", "RECORDS", "TICK", "base_price", "day_records", "day_start_ns", "empty", "generate",
            "index_ts", "instrument_id", "merge_symbology", "metadata", "record_class", "symbology", "write_dbn"]
@@ -270,16 +271,41 @@ def write_dbn(path: Path, meta: bytes, records: np.ndarray) -> None:
         writer.write(records.tobytes())
 
 
+def tape_records(seed: int, schema: str, dataset: str, symbol: str, day: date, trades_per_day: int,
+                 version: int = dbn.DBN_VERSION) -> np.ndarray:
+    """`schema`'s records derived from the instrument-day's one tape (tools/tape.py): trades, tbbo,
+    bars and the statistics' summary agree; definitions are as in day_records."""
+    rng = np.random.default_rng([seed, zlib.crc32(f"tape/{dataset}/{symbol}/{day}".encode())])
+    iid, instrument, publisher_ids = instrument_id(dataset, symbol), parse(symbol), publishers(dataset, symbol)
+    book = trade_like(rng, "tbbo", iid, instrument, day, trades_per_day, publisher_ids)
+    if schema == "tbbo":
+        return book
+    trades = trades_of(book)
+    if schema == "trades":
+        return trades
+    if schema in OHLCV_RTYPES:
+        return bars_of(trades, schema)
+    if schema == "statistics":
+        stats = statistics(rng, iid, instrument, day, version, publisher_ids[0])
+        summarize(stats, trades[trades["publisher_id"] == publisher_ids[0]])
+        return stats
+    return definition(dataset, symbol, day, version, publisher_ids[0])
+
+
 def generate(out: Path, dataset: str, symbols: list[str], start: date, end: date, schemas: list[str],
-             seed: int, trades_per_day: int, version: int = dbn.DBN_VERSION) -> int:
-    """Write every (schema, day) file and the symbology; returns the number of records written."""
+             seed: int, trades_per_day: int, version: int = dbn.DBN_VERSION, from_tape: bool = False) -> int:
+    """Write every (schema, day) file and the symbology; returns the number of records written.
+    `from_tape` derives every schema of an instrument-day from one tape of trades (the demo's data,
+    consistent across schemas); otherwise each schema is drawn on its own (varied, and cheap for
+    bars over long ranges)."""
     total = 0
     days = [start + timedelta(days=i) for i in range((end - start).days)]
     mappings = symbology(dataset, symbols, start, end)
     for schema in schemas:
         for day in days:
             rng = np.random.default_rng([seed, zlib.crc32(f"{schema}/{day}".encode())])
-            parts = [day_records(rng, schema, dataset, s, day, trades_per_day, version) for s in symbols]
+            parts = [tape_records(seed, schema, dataset, s, day, trades_per_day, version) if from_tape
+                     else day_records(rng, schema, dataset, s, day, trades_per_day, version) for s in symbols]
             records = np.concatenate(parts)
             records = records[np.argsort(index_ts(records), kind="stable")]
             day_ns = day_start_ns(day)
@@ -302,13 +328,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--trades-per-day", type=int, default=20_000, help="per symbol")
     parser.add_argument("--dbn-version", type=int, choices=(1, 2, 3), default=dbn.DBN_VERSION)
+    parser.add_argument("--independent", action="store_true",
+                        help="draw each schema on its own instead of deriving bars, tbbo and statistics from trades")
     args = parser.parse_args()
     schemas = [s for s in args.schemas.split(",") if s]
     unknown = set(schemas) - set(ALL_SCHEMAS)
     if unknown:
         parser.error(f"unknown schemas: {', '.join(sorted(unknown))}")
     n = generate(args.out, args.dataset, args.symbols.split(","), args.start, args.end, schemas, args.seed,
-                 args.trades_per_day, args.dbn_version)
+                 args.trades_per_day, args.dbn_version, from_tape=not args.independent)
     print(f"generated {n:,} records in {args.out}")
 
 

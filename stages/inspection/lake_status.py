@@ -26,16 +26,21 @@ def _still_failed(committed: dict[str, ManifestEvent], failed: dict[str, Manifes
     return sum(1 for c, e in failed.items() if c not in committed or committed[c].created_at < e.created_at)
 
 
+# derived bars account in source bars: used in a stored bar, or in a quarantined one
+SOURCE_TERMS = {"standardized": "source_used", "quarantined": "source_quarantined"}
+
+
 def lake_status(paths: LakePaths, database_url: str | None, rules_version: str) -> pa.Table:
     """One row per stage: what is committed, what waits for it and what failed. The transform row
-    accounts for every record in: standardized + quarantined + filtered + duplicates; `stale`
+    accounts for every record in: standardized + quarantined + filtered + duplicates (source bars,
+    for derived bars); `stale`
     counts chunks transformed under another mapping or rules version than `rules_version` (see
     `hist rederive`). Counts a stage does not have are null."""
     manifest = Manifest(paths)
     extracted, transformed = manifest.latest("extract"), manifest.latest("transform")
 
-    def total(events: dict[str, ManifestEvent], key: str) -> int:
-        return sum(e.records.get(key, 0) for e in events.values())
+    def total(events: dict[str, ManifestEvent], key: str, fallback: str = "") -> int:
+        return sum(e.records.get(key, e.records.get(fallback, 0)) for e in events.values())
 
     waiting = [e for c, e in extracted.items() if not e.symbology_pending and (
         c not in transformed or not {f.sha256 for f in e.files if f.role == "raw"} <= set(transformed[c].input_sha256))]
@@ -45,7 +50,8 @@ def lake_status(paths: LakePaths, database_url: str | None, rules_version: str) 
          "waiting": sum(1 for e in extracted.values() if e.symbology_pending),
          "failed": _still_failed(extracted, manifest.latest("extract", "failed"))},
         {"stage": "transform", "chunks": len(transformed), "records": total(transformed, "in"),
-         **{key: total(transformed, key) for key in ("standardized", "quarantined", "filtered", "duplicates")},
+         **{key: total(transformed, SOURCE_TERMS.get(key, key), key)
+            for key in ("standardized", "quarantined", "filtered", "duplicates")},
          "bytes": sum(f.bytes for e in transformed.values() for f in e.files), "waiting": len(waiting),
          "oldest_waiting": _age(waiting),
          "stale": sum(1 for e in transformed.values() if e.rules_version != rules_version),

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def _retried(state: RetryCallState) -> None:
-    log.warning("database unreachable (attempt %d); retrying", state.attempt_number,
+    log.info("database unreachable (attempt %d); retrying", state.attempt_number,
                 extra={"event": "retried", "stage": "load", "attempt": state.attempt_number})
 
 
