@@ -89,11 +89,8 @@ def test_batch_given_corrupt_file_every_time_fails_that_file_with_its_hash(hist:
 def test_batch_given_expired_job_says_so_and_a_rerun_submits_a_new_one(hist: HistRunner, slow_jobs: Gateway,
                                                                          database_url: str) -> None:
     gateway = slow_jobs
-    process = start(hist, gateway, "/v0/batch.get_job_details")
-    job_id = submitted_job(hist)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    gateway.admin("batch", {"expire": job_id, "polls_per_state": 1})
+    job_id = killed_while_polling(hist, gateway)
+    gateway.admin("batch", {"expire": job_id})
 
     expired = hist("ingest", *TRADES, "--via", "batch", check=False)
 
@@ -106,11 +103,7 @@ def test_batch_given_expired_job_says_so_and_a_rerun_submits_a_new_one(hist: His
 def test_batch_given_sigkill_while_polling_polls_the_same_job_again(hist: HistRunner, slow_jobs: Gateway,
                                                                      database_url: str) -> None:
     gateway = slow_jobs
-    process = start(hist, gateway, "/v0/batch.get_job_details")
-    job_id = submitted_job(hist)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    gateway.admin("batch", {"polls_per_state": 1})
+    job_id = killed_while_polling(hist, gateway)
 
     hist("ingest", *TRADES, "--via", "batch")
 
@@ -155,6 +148,13 @@ def start(hist: HistRunner, gateway: Gateway, wait_for: str) -> subprocess.Popen
     raise AssertionError(f"the gateway never saw {wait_for}")
 
 
-def submitted_job(hist: HistRunner) -> str:
+def killed_while_polling(hist: HistRunner, gateway: Gateway) -> str:
+    """SIGKILL `hist ingest --via batch` while it polls its job; the job's id, from the manifest. The
+    gateway's jobs then move on at the usual pace."""
+    process = start(hist, gateway, "/v0/batch.get_job_details")
     lines = (hist.lake / "manifest" / "events.jsonl").read_text().splitlines()
-    return next(json.loads(line)["batch_job"] for line in lines if '"submitted"' in line)
+    job_id = next(json.loads(line)["batch_job"] for line in lines if '"submitted"' in line)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    gateway.admin("batch", {"polls_per_state": 1})
+    return str(job_id)
