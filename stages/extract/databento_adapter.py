@@ -50,16 +50,10 @@ class DatabentoAdapter(BaseAdapter):
         """One get_cost, get_record_count and get_billable_size per run of adjacent chunks of the same
         request (metadata calls are rate-limited to 20/s, so a year of day chunks is a few calls)."""
         usd, records, size = 0.0, 0, 0
+        meta = self.client.metadata
         for params in merged_requests(chunks):
-            def ask(params: CostRequest = params) -> tuple[float, int, int]:
-                try:
-                    meta = self.client.metadata
-                    return (float(meta.get_cost(**params)), int(meta.get_record_count(**params)),
-                            int(meta.get_billable_size(**params)))
-                except Exception as exc:
-                    raise classify(exc, self._key.reveal()) from None
-
-            cost, count, billable = with_retries(self.retry_policy, ask)
+            cost, count, billable = self._call(None, "metadata cost", lambda p=params: (  # type: ignore[misc]
+                float(meta.get_cost(**p)), int(meta.get_record_count(**p)), int(meta.get_billable_size(**p))))
             usd, records, size = usd + cost, records + count, size + billable
         return CostEstimate(chunks=len(chunks), records=records, bytes=size, usd=usd)
 
@@ -68,16 +62,16 @@ class DatabentoAdapter(BaseAdapter):
             destination.unlink(missing_ok=True)  # the client refuses an existing path
             try:
                 store = self.client.timeseries.get_range(**request_params(chunk), path=destination)
-            except Exception as exc:
+            except Exception:
                 destination.unlink(missing_ok=True)
-                raise classify(exc, self._key.reveal()) from None
+                raise
             try:
                 return count_records(store)
             except Exception as exc:  # a body cut off midway: worth another try
                 destination.unlink(missing_ok=True)
                 raise TransientError(f"downloaded body does not decode: {exc}") from None
 
-        return with_retries(self.retry_policy, attempt, self._on_retry(chunk, "timeseries.get_range"))
+        return self._call(chunk, "timeseries.get_range", attempt)
 
     @staticmethod
     def _on_retry(chunk: ChunkSpec | None, call: str) -> Callable[[RetryCallState], None]:
@@ -96,13 +90,9 @@ class DatabentoAdapter(BaseAdapter):
         never builds them). An invalid record raises pydantic.ValidationError naming the field."""
         model = model_for_schema(source_schema)
         for chunk in self.plan(job, source_schema):
-            def attempt(chunk: ChunkSpec = chunk) -> databento.DBNStore:
-                try:
-                    return self.client.timeseries.get_range(**request_params(chunk))
-                except Exception as exc:
-                    raise classify(exc, self._key.reveal()) from None
-
-            for record in with_retries(self.retry_policy, attempt):
+            store = self._call(chunk, "timeseries.get_range",
+                               lambda c=chunk: self.client.timeseries.get_range(**request_params(c)))  # type: ignore[misc]
+            for record in store:
                 yield model.from_dbn(record)
 
     def submit_batch(self, request: ChunkSpec) -> str:
@@ -160,16 +150,10 @@ class DatabentoAdapter(BaseAdapter):
         for start in range(0, len(ids), MAX_SYMBOLS_PER_REQUEST):
             batch = ids[start:start + MAX_SYMBOLS_PER_REQUEST]
 
-            def attempt(batch: list[str] = batch) -> dict[str, list[dict[str, str]]]:
-                try:
-                    answer = self.client.symbology.resolve(
-                        dataset=chunk.dataset, symbols=batch, stype_in="instrument_id", stype_out="raw_symbol",
-                        start_date=chunk.start.date(), end_date=chunk.end.date())
-                except Exception as exc:
-                    raise classify(exc, self._key.reveal()) from None
-                return {k: [dict(i) for i in v] for k, v in answer.get("result", {}).items()}
-
-            resolved.update(with_retries(self.retry_policy, attempt, self._on_retry(chunk, "symbology.resolve")))
+            answer = self._call(chunk, "symbology.resolve", lambda b=batch: self.client.symbology.resolve(  # type: ignore[misc]
+                dataset=chunk.dataset, symbols=b, stype_in="instrument_id", stype_out="raw_symbol",
+                start_date=chunk.start.date(), end_date=chunk.end.date()))
+            resolved.update({k: [dict(i) for i in v] for k, v in answer.get("result", {}).items()})
         return resolved
 
 
