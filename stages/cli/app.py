@@ -20,6 +20,7 @@ from stages.cli.common import (
     HELP_STYLE,
     ApiOpt,
     ChunkDaysOpt,
+    ColumnsOpt,
     ConfigOpt,
     DatasetOpt,
     DryRunOpt,
@@ -37,6 +38,7 @@ from stages.cli.common import (
     ViaOpt,
     YesOpt,
     cli_errors,
+    column_list,
     orchestrator,
     out,
     output_format,
@@ -332,7 +334,7 @@ def query_command(schema: Annotated[str, typer.Option("--schema", help="e.g. ohl
                   interval: Annotated[str | None, typer.Option("--interval", help="Resample into bars: 30s, 5m, "
                                                                                   "1h, 1d (time_bucket).")] = None,
                   limit: Annotated[int | None, typer.Option("--limit")] = None,
-                  fmt: FormatOpt = "auto", output: OutputOpt = None,
+                  fmt: FormatOpt = "auto", output: OutputOpt = None, columns: ColumnsOpt = None,
                   chart: Annotated[Path | None, typer.Option("--chart", help="Draw candlesticks with volume "
                                                              "underneath into this PNG instead.")] = None) -> None:
     """Rows of one schema from TimescaleDB, optionally resampled. The end date is exclusive.
@@ -347,7 +349,7 @@ def query_command(schema: Annotated[str, typer.Option("--schema", help="e.g. ohl
     with connect(database_url(), attempts=2) as conn:
         result = run_query(conn, orch.mapping, request)
     if chart is None:
-        write_result(result, output_format(fmt), output, out)
+        write_result(result, output_format(fmt), output, out, columns=column_list(columns), rows_of_data=True)
         return
     from stages.inspection.chart import draw_candles
 

@@ -86,6 +86,8 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet; by default a table "
                                                                "on a terminal, CSV with a header in a pipe.")]
+ColumnsOpt = Annotated[str | None, typer.Option("--columns", help="Comma-separated columns to show, in order.",
+                                                show_default=False)]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (needed for parquet).")]
 
 
@@ -97,6 +99,10 @@ def output_format(value: str) -> OutputFormat:
     if value not in ("table", "csv", "json", "parquet"):
         raise typer.BadParameter(f"'{value}' is not one of table, csv, json, parquet", param_hint="--format")
     return value  # type: ignore[return-value]
+
+
+def column_list(value: str | None) -> list[str] | None:
+    return [c.strip() for c in value.split(",") if c.strip()] if value else None
 
 
 def via_option(value: str) -> Via:

@@ -13,10 +13,12 @@ from lake.verify import verify_lake
 from stages.cli.common import (
     DEFAULT_CONFIG,
     HELP_STYLE,
+    ColumnsOpt,
     ConfigOpt,
     FormatOpt,
     OutputOpt,
     cli_errors,
+    column_list,
     orchestrator,
     out,
     output_format,
@@ -62,7 +64,8 @@ def lake_verify(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 @lake_app.command("query")
 @cli_errors
 def lake_query(query: Annotated[str, typer.Argument(help="DuckDB SQL over the lake's views.")],
-               config: ConfigOpt = DEFAULT_CONFIG, fmt: FormatOpt = "auto", output: OutputOpt = None) -> None:
+               config: ConfigOpt = DEFAULT_CONFIG, fmt: FormatOpt = "auto", output: OutputOpt = None,
+               columns: ColumnsOpt = None) -> None:
     """DuckDB SQL over the lake. Views: manifest, raw_files, each standardized table (ohlcv_data,
     trades_data, ...) and each quarantine table (quarantine_ohlcv_data, ...).
 
@@ -73,4 +76,4 @@ def lake_query(query: Annotated[str, typer.Argument(help="DuckDB SQL over the la
         result = con.sql(query).to_arrow_table()
     except duckdb.Error as exc:
         raise ConfigError(f"query failed: {str(exc).splitlines()[0]}") from None
-    write_result(result, output_format(fmt), output, out)
+    write_result(result, output_format(fmt), output, out, columns=column_list(columns), rows_of_data=True)

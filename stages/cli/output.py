@@ -27,8 +27,35 @@ def flat(result: pa.Table) -> pa.Table:
     return result
 
 
+# What a person reads first in a table of market data: time, symbol, then prices and sizes.
+FIRST = ("chunk_id", "ts_event", "ts_recv", "symbol", "interval", "stat_type", "open", "high", "low", "close",
+         "volume", "price", "size", "quantity", "side", "bid_px", "ask_px", "bid_sz", "ask_sz", "rule", "detail",
+         "raw_symbol", "instrument_class", "expiration", "strike_price")
+TERMINAL_COLUMNS = 10
+
+
+def choose_columns(result: pa.Table, columns: list[str] | None, focus: bool) -> tuple[pa.Table, int]:
+    """The columns asked for (`--columns`), or, with `focus` (rows of data in a table on a terminal),
+    the ten that matter most (FIRST, then the others in order); returns the table and how many
+    columns were left out."""
+    if columns:
+        unknown = [c for c in columns if c not in result.column_names]
+        if unknown:
+            raise ConfigError(f"--columns: no column {', '.join(unknown)} (columns: {', '.join(result.column_names)})")
+        return result.select(columns), 0
+    if not focus:
+        return result, 0
+    ordered = [c for c in FIRST if c in result.column_names]
+    ordered += [c for c in result.column_names if c not in ordered]
+    return result.select(ordered[:TERMINAL_COLUMNS]), max(0, len(ordered) - TERMINAL_COLUMNS)
+
+
 def write_result(result: pa.Table, fmt: OutputFormat, output: Path | None, console: Console,
-                 max_rows: int = 200) -> None:
+                 max_rows: int = 200, columns: list[str] | None = None, rows_of_data: bool = False) -> None:
+    """Write `result`; `rows_of_data` (records, not a summary) lets a terminal table show the columns
+    that matter first."""
+    focus = rows_of_data and fmt == "table" and console.is_terminal and output is None
+    result, hidden = choose_columns(result, columns, focus)
     if fmt in ("csv", "table"):
         result = flat(result)
     if fmt == "parquet":
@@ -57,3 +84,5 @@ def write_result(result: pa.Table, fmt: OutputFormat, output: Path | None, conso
         console.print(table)
         if result.num_rows > max_rows:
             console.print(f"... {result.num_rows - max_rows:,} more rows (use --format csv or json for all)")
+        if hidden:
+            console.print(f"... {hidden} more columns (--columns a,b,c picks them; --format csv shows all)")

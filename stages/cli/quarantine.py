@@ -10,10 +10,12 @@ import typer
 from stages.cli.common import (
     DEFAULT_CONFIG,
     HELP_STYLE,
+    ColumnsOpt,
     ConfigOpt,
     FormatOpt,
     OutputOpt,
     cli_errors,
+    column_list,
     orchestrator,
     out,
     output_format,
@@ -44,13 +46,13 @@ def quarantine_ls(config: ConfigOpt = DEFAULT_CONFIG, table: TableOpt = None, ru
 @cli_errors
 def quarantine_show(config: ConfigOpt = DEFAULT_CONFIG, table: TableOpt = None, rule: RuleOpt = None,
                     chunk: ChunkOpt = None, limit: Annotated[int, typer.Option("--limit")] = 20,
-                    fmt: FormatOpt = "auto", output: OutputOpt = None) -> None:
+                    fmt: FormatOpt = "auto", output: OutputOpt = None, columns: ColumnsOpt = None) -> None:
     """Quarantined rows with their values, the rule that stopped them and every rule they failed.
 
     Example: hist quarantine show --table trades_data --rule trade_size_positive --limit 5
     """
     rows = quarantine_rows(orchestrator(config).paths, QuarantineFilter(table, rule, chunk), limit)
-    write_result(rows, output_format(fmt), output, out)
+    write_result(rows, output_format(fmt), output, out, columns=column_list(columns), rows_of_data=True)
 
 
 @quarantine_app.command("reprocess")

@@ -1,4 +1,5 @@
-"""Progress bars: drawn for a person at a terminal, absent when the output goes into a pipe."""
+"""Output that fits where it goes: progress bars and the columns that matter first for a person at a
+terminal; plain CSV and no progress bar when the output goes into a pipe."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ BAR = "━"  # rich's bar glyph
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def run_on_terminal(hist: HistRunner, stdout_to_terminal: bool) -> str:
+def run_on_terminal(hist: HistRunner, stdout_to_terminal: bool, args: list[str] = JOB) -> str:
     """Run hist with stderr (and stdout, if asked) on a pseudo-terminal; everything the terminal got."""
     controller, terminal = pty.openpty()
     env = {**hist.env, "TERM": "xterm-256color", "COLUMNS": "120"}
-    process = subprocess.Popen([str(HIST), *JOB], env=env, stderr=terminal,
+    process = subprocess.Popen([str(HIST), *args], env=env, stderr=terminal,
                                stdout=terminal if stdout_to_terminal else subprocess.PIPE)
     os.close(terminal)
     seen = b""
@@ -53,3 +54,21 @@ def test_ingest_given_stdout_in_a_pipe_draws_no_progress_bar(hist: HistRunner) -
     shown = run_on_terminal(hist, stdout_to_terminal=False)
 
     assert BAR not in shown and "load: 2 chunks loaded" in shown
+
+
+QUERY = ["query", "--schema", "trades", "--symbols", "ESH4", "--start-date", "2024-01-02", "--end-date", "2024-01-03",
+         "--limit", "5"]
+
+
+def test_query_given_a_terminal_shows_the_columns_that_matter_first_and_columns_picks_others(
+        hist: HistRunner) -> None:
+    hist(*JOB)
+
+    table = run_on_terminal(hist, stdout_to_terminal=True, args=QUERY)
+    header = next(line for line in table.splitlines() if "ts_event" in line)
+    picked = hist(*QUERY, "--columns", "sequence,price", "-f", "csv").stdout.splitlines()
+
+    assert [h for h in ("ts_event", "symbol", "price", "size", "side") if h in header] == [
+        "ts_event", "symbol", "price", "size", "side"]
+    assert "sequence" not in header and "more columns (--columns a,b,c picks them" in table
+    assert picked[0] == '"sequence","price"' and len(picked) == 6
