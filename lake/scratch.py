@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lake.formats import Stage
+from lake.locks import try_lock
 from lake.paths import LakePaths
 
 
@@ -24,3 +25,15 @@ def chunk_scratch(paths: LakePaths, stage: Stage, chunk_id: str) -> Iterator[Pat
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep(paths: LakePaths, stage: Stage) -> None:
+    """Remove the scratch folders nobody holds: a process killed after its chunk's commit but before
+    its own cleanup leaves one that no later lock holder would visit (the chunk is done)."""
+    root = paths.tmp / stage
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        with try_lock(paths.lock(stage, folder.name)) as locked:
+            if locked:
+                shutil.rmtree(folder, ignore_errors=True)

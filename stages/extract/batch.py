@@ -104,5 +104,8 @@ def _deliver(delivery: Delivery, job_id: str, request: ChunkSpec, file: BatchFil
         return failed(delivery.manifest, request, f"batch file {file.name} of job {job_id}: {exc}", job_id)
     chunk = request.model_copy(update={"start": max(request.start, downloaded.start),
                                        "end": min(request.end, downloaded.end)})
-    with chunk_scratch(delivery.paths, "extract", chunk.chunk_id) as scratch:
-        return commit_raw(delivery, chunk, downloaded.path, downloaded.records, scratch, batch_job=job_id)
+    with try_lock(delivery.paths.lock("extract", chunk.chunk_id)) as locked:
+        if not locked:  # the verified file stays in tmp/batch for whoever holds the chunk
+            return f"chunk {chunk.chunk_id} is held by another process"
+        with chunk_scratch(delivery.paths, "extract", chunk.chunk_id) as scratch:
+            return commit_raw(delivery, chunk, downloaded.path, downloaded.records, scratch, batch_job=job_id)

@@ -12,7 +12,7 @@ from lake.formats import ChunkSpec, ManifestEvent
 from lake.locks import try_lock
 from lake.manifest import Manifest
 from lake.paths import LakePaths
-from lake.scratch import chunk_scratch
+from lake.scratch import chunk_scratch, sweep
 from stages.extract.base import BaseAdapter, CostEstimate
 from stages.extract.batch import BatchPolicy, batch_requests, run_batch
 from stages.extract.delivery import Delivery, commit_raw, failed, resolve_and_commit
@@ -54,6 +54,7 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
     guard has seen the vendor's estimate: streamed, or through a batch job when `batch` says so."""
     cost, batch = cost or CostPolicy(), batch or BatchPolicy()
     paths.ensure()
+    sweep(paths, "extract")
     manifest = Manifest(paths)
     committed = manifest.latest("extract")
     todo = [c for c in chunks if force or c.chunk_id not in committed]

@@ -20,7 +20,6 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
-from psycopg.copy import LibpqWriter
 
 from lake.formats import ManifestEvent
 from lake.paths import LakePaths
@@ -121,11 +120,8 @@ class TimescaleLoader:
         columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         rows = 0
         encoder: pgpq.ArrowToPostgresBinaryEncoder | None = None
-        # LibpqWriter sends in this thread: psycopg's default writer queues up to 128 MiB ahead of a busy
-        # server, which is most of a load's memory and buys nothing when two workers share two cores
         with self.conn.cursor() as cur, cur.copy(
-            sql.SQL("COPY {t} ({c}) FROM STDIN WITH (FORMAT BINARY)").format(t=target, c=columns),
-            writer=LibpqWriter(cur)
+            sql.SQL("COPY {t} ({c}) FROM STDIN WITH (FORMAT BINARY)").format(t=target, c=columns)
         ) as copy:
             for batch in parquet.iter_batches(batch_size=self.batch_rows, use_threads=False):
                 batch = batch.append_column("load_id", pa.repeat(pa.scalar(load_id, pa.int32()), batch.num_rows))

@@ -23,7 +23,7 @@ from lake.formats import FileRef, ManifestEvent
 from lake.locks import try_lock
 from lake.manifest import Manifest
 from lake.paths import LakePaths
-from lake.scratch import chunk_scratch
+from lake.scratch import chunk_scratch, sweep
 from schemas.mappings import MappingConfig, Rules
 from stages.transform.decode import RawSymbols, day_ns, iter_batches, open_store, symbology_table
 from stages.transform.rule_engine import RuleEngine, sql_literal, utc_connection
@@ -112,6 +112,7 @@ def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None
         if isinstance(outcome, ManifestEvent) and on_chunk:
             on_chunk(outcome)
 
+    sweep(settings.paths, "transform")
     todo = pending(manifest, settings.rules_version, chunk_ids, retry_failed=retry_failed, redo=redo)
     largest = max((e.records.get("records", 0) for e in todo), default=0)
     # Small chunks overlap their fixed costs; a large one gets the memory budget to itself.
@@ -233,6 +234,8 @@ def _run_sql(settings: TransformSettings, con: duckdb.DuckDBPyConnection, extrac
         if count:
             files.append(commit_into_lake(settings.paths, temp, role, count,
                                           partial(settings.paths.table_file, role, table, chunk)))
+        else:
+            temp.unlink(missing_ok=True)
     if compiled.source_counts:
         counts["source_used"], counts["source_quarantined"] = con.execute(compiled.source_counts).fetchone()  # type: ignore[misc]
     for rule, n in con.execute(compiled.warnings).fetchall():

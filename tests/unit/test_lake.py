@@ -12,9 +12,10 @@ import pytest
 
 from lake.atomic import commit_file
 from lake.formats import ChunkSpec
+from lake.locks import try_lock
 from lake.manifest import Manifest
 from lake.paths import LakePaths
-from lake.scratch import chunk_scratch
+from lake.scratch import chunk_scratch, sweep
 
 
 def chunk(symbols: tuple[str, ...] = ("ESH4", "NQH4"), day: int = 2) -> ChunkSpec:
@@ -76,6 +77,19 @@ def test_chunk_scratch_given_files_of_a_killed_process_wipes_them(tmp_path: Path
         commit_file(scratch / "x", tmp_path / "standardized" / "x")
 
     assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()] == ["standardized/x"]
+
+
+def test_sweep_given_folders_left_after_a_commit_removes_those_nobody_holds(tmp_path: Path) -> None:
+    paths = LakePaths(tmp_path)
+    for chunk_id in ("done", "busy"):
+        (paths.tmp / "transform" / chunk_id).mkdir(parents=True)
+        (paths.tmp / "transform" / chunk_id / "quarantine.parquet").write_bytes(b"left by a SIGKILL")
+
+    with try_lock(paths.lock("transform", "busy")) as locked:
+        assert locked
+        sweep(paths, "transform")
+
+    assert sorted(p.name for p in (paths.tmp / "transform").iterdir()) == ["busy"]
 
 
 def test_manifest_given_concurrent_writers_keeps_every_line(tmp_path: Path) -> None:
