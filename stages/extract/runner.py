@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from lake.errors import HistError, TerminalError
@@ -13,6 +12,7 @@ from lake.locks import try_lock
 from lake.manifest import Manifest
 from lake.paths import LakePaths
 from lake.scratch import chunk_scratch, sweep
+from lake.workers import chunk_workers
 from stages.extract.base import BaseAdapter, CostEstimate
 from stages.extract.batch import BatchPolicy, batch_requests, run_batch
 from stages.extract.delivery import Delivery, commit_raw, failed, resolve_and_commit
@@ -80,7 +80,7 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
                                    if c.chunk_id in current and current[c.chunk_id].symbology_pending]
     delivery = Delivery(adapter, paths, manifest, on_chunk)
     outcomes: list[tuple[str, ManifestEvent | str | None]]
-    with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="extract") as pool:
+    with chunk_workers(max_concurrency, "extract") as pool:
         resolved = list(pool.map(lambda e: _resolve_one(delivery, e), unresolved))
         if batch.applies(report.estimate.bytes):
             outcomes = [(request.chunk_id, outcome) for request in batch_requests(todo)

@@ -7,7 +7,6 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -24,6 +23,7 @@ from lake.locks import try_lock
 from lake.manifest import Manifest
 from lake.paths import LakePaths
 from lake.scratch import chunk_scratch, sweep
+from lake.workers import chunk_workers
 from schemas.mappings import MappingConfig, Rules
 from stages.transform.decode import RawSymbols, day_ns, iter_batches, open_store, symbology_table
 from stages.transform.rule_engine import RuleEngine, sql_literal, utc_connection
@@ -119,7 +119,7 @@ def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None
     workers = settings.workers if largest * settings.workers <= settings.in_memory_records else 1
     log.info("transform started: %d chunks pending", len(todo),
              extra={"event": "stage_started", "stage": "transform", "chunks": len(todo)})
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform") as pool:
+    with chunk_workers(workers, "transform") as pool:
         list(pool.map(work, todo))
     log.info("transform finished: %d transformed, %d failed, %d records in", len(report.transformed),
              len(report.failed), report.records["in"],

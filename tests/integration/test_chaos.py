@@ -90,3 +90,29 @@ def test_sigkill_at_random_points_ends_equal_to_an_uninterrupted_run(
 
     assert expected[0] == expected[1] == DAYS * 2 * 20_000
     assert fingerprint(database_url) == expected, f"after {kills} kills in {chaos_seconds:.0f}s"
+
+
+def test_ingest_given_sigkill_and_ctrl_c_mid_run_resumes_to_every_row_once(
+        chaos_data: None, hist: HistRunner, gateway: Gateway, database_url: str) -> None:
+    """`hist ingest` overlaps its stages in one process: killing it anywhere leaves nothing half-done."""
+    rng = random.Random(7)
+    gateway.faults({"kind": "slow", "delay": 0.25, "count": 10_000})
+    kills = sum(run_until_killed(["ingest", *JOB], hist.env, rng.uniform(1.0, 3.0)) for _ in range(5))
+    process = subprocess.Popen([str(HIST), "ingest", *JOB], env=hist.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    process.send_signal(signal.SIGINT)  # Ctrl-C
+    _, interrupted = process.communicate(timeout=120)
+    gateway.faults()
+
+    hist("ingest", *JOB)
+
+    assert kills >= 3
+    assert process.returncode == 130 and "interrupted: committed chunks are kept" in interrupted
+    assert "Traceback" not in interrupted
+    with psycopg.connect(database_url) as conn:
+        count, distinct = conn.execute("SELECT count(*), count(DISTINCT (instrument_id, ts_recv_ns, sequence))"
+                                       " FROM trades_data").fetchone()  # type: ignore[misc]
+    assert count == distinct == DAYS * 2 * 20_000
+    assert hist("lake", "verify").returncode == 0
+    assert [p for p in (hist.lake / "tmp").rglob("*") if p.is_file()] == []
