@@ -92,13 +92,19 @@ def test_sigkill_at_random_points_ends_equal_to_an_uninterrupted_run(
     assert fingerprint(database_url) == expected, f"after {kills} kills in {chaos_seconds:.0f}s"
 
 
+def listen_to_ctrl_c() -> None:
+    """A terminal's Ctrl-C reaches hist; a test run from a background job (CI) inherits SIGINT
+    ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ingest_given_sigkill_and_ctrl_c_mid_run_resumes_to_every_row_once(
         chaos_data: None, hist: HistRunner, gateway: Gateway, database_url: str) -> None:
     """`hist ingest` overlaps its stages in one process: killing it anywhere leaves nothing half-done."""
     rng = random.Random(7)
     gateway.faults({"kind": "slow", "delay": 0.25, "count": 10_000})
     process = subprocess.Popen([str(HIST), "ingest", *JOB], env=hist.env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=listen_to_ctrl_c)
     time.sleep(2.0)  # on an empty lake: mid-run, whatever the machine
     process.send_signal(signal.SIGINT)  # Ctrl-C
     _, interrupted = process.communicate(timeout=120)
