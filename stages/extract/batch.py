@@ -39,21 +39,6 @@ class BatchPolicy:
         return self.via == "batch" or (self.via == "auto" and billable_bytes > self.above_bytes)
 
 
-def batch_requests(chunks: list[ChunkSpec]) -> list[ChunkSpec]:
-    """One request per run of adjacent chunks of the same identity (dataset, schema, symbology,
-    symbols): a job, not a job per chunk (Databento allows 20 submissions a minute)."""
-    ordered = sorted(chunks, key=lambda c: (c.dataset, c.schema_, c.stype_in, c.symbols, c.start))
-    merged: list[ChunkSpec] = []
-    for chunk in ordered:
-        last = merged[-1] if merged else None
-        if (last is not None and last.end == chunk.start and (last.dataset, last.schema_, last.stype_in, last.symbols)
-                == (chunk.dataset, chunk.schema_, chunk.stype_in, chunk.symbols)):
-            merged[-1] = last.model_copy(update={"end": chunk.end})
-        else:
-            merged.append(chunk)
-    return merged
-
-
 def run_batch(delivery: Delivery, request: ChunkSpec, poll_seconds: float) -> list[ManifestEvent | str] | None:
     """Deliver one request through a batch job: each file's committed event or failure reason; None
     when another process is on this request."""

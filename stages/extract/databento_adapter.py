@@ -22,7 +22,7 @@ from schemas.records import DatabentoRecord, model_for_schema
 from schemas.secrets import Secret
 from stages.extract.base import BaseAdapter, BatchFile, CostEstimate, Downloaded
 from stages.extract.errors import classify
-from stages.extract.planner import batch_split, plan_chunks
+from stages.extract.planner import batch_split, merge_adjacent, plan_chunks
 from stages.extract.retry import with_retries
 
 log = logging.getLogger(__name__)
@@ -185,17 +185,7 @@ def request_params(chunk: ChunkSpec) -> RangeRequest:
 
 def merged_requests(chunks: list[ChunkSpec]) -> list[CostRequest]:
     """The metadata parameters covering `chunks`, adjacent windows of the same request merged."""
-    ordered = sorted(chunks, key=lambda c: (c.dataset, c.source_schema, c.stype_in, c.symbols, c.start))
-    merged: list[ChunkSpec] = []
-    for chunk in ordered:
-        last = merged[-1] if merged else None
-        if (last is not None and last.end == chunk.start
-                and (last.dataset, last.source_schema, last.stype_in, last.symbols)
-                == (chunk.dataset, chunk.source_schema, chunk.stype_in, chunk.symbols)):
-            merged[-1] = last.model_copy(update={"end": chunk.end})
-        else:
-            merged.append(chunk)
-    return [cost_params(c) for c in merged]
+    return [cost_params(c) for c in merge_adjacent(chunks)]
 
 
 def instrument_ids(store: databento.DBNStore) -> list[str]:

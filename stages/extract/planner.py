@@ -109,5 +109,18 @@ def with_committed(planned: list[ChunkSpec], committed: Iterable[ChunkSpec]) -> 
     return list(result.values())
 
 
+def merge_adjacent(chunks: list[ChunkSpec]) -> list[ChunkSpec]:
+    """Runs of adjacent chunks of the same request identity as one window each: a batch job or a cost
+    question per run, not per chunk (Databento limits both per second or minute)."""
+    merged: list[ChunkSpec] = []
+    for chunk in sorted(chunks, key=lambda c: (_identity(c), c.start)):
+        last = merged[-1] if merged else None
+        if last is not None and last.end == chunk.start and _identity(last) == _identity(chunk):
+            merged[-1] = last.model_copy(update={"end": chunk.end})
+        else:
+            merged.append(chunk)
+    return merged
+
+
 def _identity(chunk: ChunkSpec) -> tuple[object, ...]:
     return chunk.dataset, chunk.schema_, chunk.source_schema, chunk.stype_in, tuple(sorted(chunk.symbols))

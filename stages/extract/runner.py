@@ -14,8 +14,9 @@ from lake.paths import LakePaths
 from lake.scratch import chunk_scratch, sweep
 from lake.workers import chunk_workers
 from stages.extract.base import BaseAdapter, CostEstimate
-from stages.extract.batch import BatchPolicy, batch_requests, run_batch
+from stages.extract.batch import BatchPolicy, run_batch
 from stages.extract.delivery import Delivery, commit_raw, failed, resolve_and_commit
+from stages.extract.planner import merge_adjacent
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
     with chunk_workers(max_concurrency, "extract") as pool:
         resolved = list(pool.map(lambda e: _resolve_one(delivery, e), unresolved))
         if batch.applies(report.estimate.bytes):
-            outcomes = [(request.chunk_id, outcome) for request in batch_requests(todo)
+            outcomes = [(request.chunk_id, outcome) for request in merge_adjacent(todo)
                         for outcome in _or_skipped(run_batch(delivery, request, batch.poll_seconds))]
             log.info("extract went through the batch API (%s)", "asked for" if batch.via == "batch" else
                      f"{report.estimate.bytes:,} bytes > {batch.above_bytes:,}",
