@@ -16,7 +16,7 @@ QUIET_PIP := set -o pipefail; PYTHONWARNINGS=ignore $(BIN)/pip install -q
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@$(QUIET_PIP) --upgrade pip 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
-	@$(QUIET_PIP) -e '.[dev]' 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	@$(QUIET_PIP) -e '.[dev,cluster]' 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	touch $@
 
 timescaledb:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import IO
 
 HASH_BLOCK = 1 << 20
 
@@ -28,8 +29,12 @@ def commit_file(temp: Path, target: Path) -> None:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(HASH_BLOCK):
-            digest.update(block)
+        return sha256_stream(fh)
+
+
+def sha256_stream(fh: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    while block := fh.read(HASH_BLOCK):
+        digest.update(block)
     return digest.hexdigest()

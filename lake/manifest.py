@@ -1,5 +1,7 @@
-"""The append-only manifest log: one JSON line per stage commit or failure.
+"""The append-only manifest: one event per stage commit or failure, the lake's system of record.
 
+`Manifest` reads and records events; where they are kept is up to the lake. `JsonlManifest` is a local
+lake's log, one JSON line per event.
 Appends hold an exclusive flock and end with fsync, so concurrent stage processes never interleave.
 A line torn by a crash is skipped by readers (and sealed with a newline by the next writer), so it
 never stops anyone from reading the rest. DuckDB reads it with
@@ -14,39 +16,42 @@ import logging
 import os
 import threading
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from lake.formats import ChunkSpec, FileRef, ManifestEvent, Stage
-from lake.paths import LakePaths
 
 log = logging.getLogger(__name__)
 
 
-class Manifest:
-    def __init__(self, paths: LakePaths) -> None:
-        self.paths = paths
-        self.path = paths.manifest
+class Manifest(ABC):
+    def __init__(self) -> None:
         self._events: list[ManifestEvent] = []
-        self._offset = 0  # bytes of the log already parsed: it only grows, so rereads are incremental
-        self._lines = 0
         self._read_lock = threading.Lock()
 
+    @abstractmethod
     def append(self, event: ManifestEvent) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = (event.model_dump_json() + "\n").encode()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                os.write(fd, b"\n")  # seal a line torn by a crashed writer
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        """Make one event durable and visible to every reader, after all events already visible."""
+
+    @abstractmethod
+    def _read_new(self) -> list[ManifestEvent]:
+        """Events that became visible since the last call (called under the read lock)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the events are, for people."""
+
+    @abstractmethod
+    def written(self) -> bool:
+        """False for a lake nothing has been recorded in yet."""
+
+    @abstractmethod
+    def duckdb_source(self) -> str:
+        """A DuckDB table expression reading every event (the lake's filesystem attached)."""
 
     def record(
         self,
@@ -79,10 +84,71 @@ class Manifest:
         self.append(event)
         return event
 
+    def local_file(self) -> Path | None:
+        """The file holding the events, where they are in one local file (to watch it)."""
+        return None
+
     def events(self) -> Iterator[ManifestEvent]:
-        """Every readable event in log order. Only complete lines are parsed; an unterminated last
-        line (a writer died mid-append, or is appending now) is left for the next read."""
-        with self._read_lock, contextlib.suppress(FileNotFoundError), open(self.path, "rb") as fh:
+        """Every readable event, in order."""
+        with self._read_lock:
+            self._events.extend(self._read_new())
+        yield from list(self._events)
+
+    def latest(self, stage: Stage, status: str = "committed") -> dict[str, ManifestEvent]:
+        """The newest event of one stage and status per chunk id, in log order."""
+        return {e.chunk_id: e for e in self.events() if e.stage == stage and e.status == status}
+
+
+class JsonlManifest(Manifest):
+    """A local lake's manifest: one JSON line per event in one file."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._offset = 0  # bytes of the log already parsed: it only grows, so rereads are incremental
+        self._lines = 0
+        self._identity: tuple[int, int] | None = None
+
+    def _restart(self, identity: tuple[int, int]) -> None:
+        self._events.clear()
+        self._offset = self._lines = 0
+        self._identity = identity
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def local_file(self) -> Path | None:
+        return self.path
+
+    def written(self) -> bool:
+        return self.path.exists()
+
+    def duckdb_source(self) -> str:
+        quoted = str(self.path).replace("'", "''")
+        return f"read_json('{quoted}', format='newline_delimited', ignore_errors=true)"
+
+    def append(self, event: ManifestEvent) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = (event.model_dump_json() + "\n").encode()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")  # seal a line torn by a crashed writer
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _read_new(self) -> list[ManifestEvent]:
+        """Only complete lines are parsed; an unterminated last line (a writer died mid-append, or is
+        appending now) is left for the next read."""
+        new: list[ManifestEvent] = []
+        with contextlib.suppress(FileNotFoundError), open(self.path, "rb") as fh:
+            identity = os.fstat(fh.fileno())
+            if (identity.st_dev, identity.st_ino) != self._identity or identity.st_size < self._offset:
+                self._restart((identity.st_dev, identity.st_ino))  # the lake was wiped and begun anew
             fh.seek(self._offset)
             for raw in fh:
                 if not raw.endswith(b"\n"):
@@ -92,11 +158,7 @@ class Manifest:
                 if not raw.strip():
                     continue
                 try:
-                    self._events.append(ManifestEvent.model_validate_json(raw))
+                    new.append(ManifestEvent.model_validate_json(raw))
                 except ValidationError:
                     log.warning("manifest %s line %d is torn or unreadable; skipped", self.path, self._lines)
-        yield from list(self._events)
-
-    def latest(self, stage: Stage, status: str = "committed") -> dict[str, ManifestEvent]:
-        """The newest event of one stage and status per chunk id, in log order."""
-        return {e.chunk_id: e for e in self.events() if e.stage == stage and e.status == status}
+        return new

@@ -1,6 +1,7 @@
 """Per-chunk scratch folders for in-flight work (downloads, Parquet being written, DuckDB spills).
 
-Only the holder of a chunk's stage lock uses `tmp/<stage>/<chunk_id>/`, so whatever is there when the
+They are always on local disk (an object-store lake keeps them under HIST_SCRATCH). Only the holder
+of a chunk's stage lock uses `tmp/<stage>/<chunk_id>/`, so whatever is there when the
 lock is taken was left by a process that died (SIGKILL runs no cleanup) and is wiped first."""
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from pathlib import Path
 
 from lake.formats import Stage
 from lake.locks import try_lock
-from lake.paths import LakePaths
+from lake.storage import Lake
 
 
 @contextlib.contextmanager
-def chunk_scratch(paths: LakePaths, stage: Stage, chunk_id: str) -> Iterator[Path]:
+def chunk_scratch(lake: Lake, stage: Stage, chunk_id: str) -> Iterator[Path]:
     """A clean scratch folder for one chunk, removed afterwards. Call it holding the chunk's lock."""
-    folder = paths.tmp / stage / chunk_id
+    folder = lake.tmp / stage / chunk_id
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:
@@ -27,13 +28,13 @@ def chunk_scratch(paths: LakePaths, stage: Stage, chunk_id: str) -> Iterator[Pat
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def sweep(paths: LakePaths, stage: Stage) -> None:
+def sweep(lake: Lake, stage: Stage) -> None:
     """Remove the scratch folders nobody holds: a process killed after its chunk's commit but before
     its own cleanup leaves one that no later lock holder would visit (the chunk is done)."""
-    root = paths.tmp / stage
+    root = lake.tmp / stage
     if not root.is_dir():
         return
     for folder in root.iterdir():
-        with try_lock(paths.lock(stage, folder.name)) as locked:
+        with try_lock(lake.lock_file(stage, folder.name)) as locked:
             if locked:
                 shutil.rmtree(folder, ignore_errors=True)

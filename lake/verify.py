@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lake.atomic import sha256_file
-from lake.manifest import Manifest
-from lake.paths import LakePaths
+from lake.storage import Lake
 
 
 @dataclass(frozen=True)
@@ -16,18 +14,20 @@ class VerifyProblem:
     chunk_id: str
 
 
-def verify_lake(paths: LakePaths) -> tuple[int, list[VerifyProblem]]:
+def verify_lake(lake: Lake) -> tuple[int, list[VerifyProblem]]:
     """(number of files checked, problems). A file shared by several events is hashed once."""
     expected: dict[str, tuple[str, str]] = {}
-    for event in Manifest(paths).events():
+    for event in lake.manifest().events():
         if event.status == "committed":
             for ref in event.files:
                 expected[ref.path] = (ref.sha256, event.chunk_id)
     problems = []
     for relative, (sha256, chunk_id) in sorted(expected.items()):
-        path = paths.absolute(relative)
-        if not path.exists():
+        try:
+            actual = lake.sha256(relative)
+        except FileNotFoundError:
             problems.append(VerifyProblem(relative, "missing", chunk_id))
-        elif sha256_file(path) != sha256:
+            continue
+        if actual != sha256:
             problems.append(VerifyProblem(relative, "changed", chunk_id))
     return len(expected), problems

@@ -9,13 +9,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any, TypeVar
 
 from lake.errors import ConfigError
 from lake.formats import ChunkSpec, ManifestEvent
-from lake.manifest import Manifest
-from lake.paths import LakePaths
+from lake.storage import Lake, open_lake
 from schemas.config import HistConfig, JobConfig
 from schemas.mappings import MappingConfig, load_mappings, load_rules, rules_version
 from schemas.secrets import Secret
@@ -44,40 +42,43 @@ class ProgressHooks:
 @dataclass
 class PipelineOrchestrator:
     config: HistConfig
-    paths: LakePaths
+    lake: Lake
     mapping: MappingConfig
+    scheduler: str | None = None  # a Dask scheduler: extract and transform chunks run on its cluster
 
     @classmethod
-    def from_config(cls, config: HistConfig, lake_root: Path | None = None) -> PipelineOrchestrator:
-        paths = LakePaths((lake_root or default_lake()).resolve())
-        return cls(config, paths, load_mappings(config.mapping_config_path))
+    def from_config(cls, config: HistConfig, lake_url: str | None = None, scheduler: str | None = None
+                    ) -> PipelineOrchestrator:
+        """The lake is `lake_url`, HIST_LAKE or ./lake_data; the scheduler `scheduler`, HIST_SCHEDULER or none."""
+        return cls(config, open_lake(lake_url or default_lake()), load_mappings(config.mapping_config_path),
+                   scheduler or os.environ.get("HIST_SCHEDULER") or None)
 
     def plan(self, job: JobConfig) -> list[ChunkSpec]:
         """The job's chunks, under the schema's own name (an alias such as ohlcv.1m plans ohlcv-1m),
         with what the lake holds already in place of the parts of windows it covers."""
         job = job.model_copy(update={"schema_": self.mapping.canonical(job.schema_)})
         planned = self.adapter.plan(job, self.mapping.schema_mapping(job.schema_).source_schema)
-        return with_committed(planned, (e.chunk for e in Manifest(self.paths).latest("extract").values()))
+        return with_committed(planned, (e.chunk for e in self.lake.manifest().latest("extract").values()))
 
     @cached_property
     def adapter(self) -> DatabentoAdapter:
-        key = Secret(os.environ.get(self.config.api.key_env_var, ""))
         gateway = os.environ.get("DATABENTO_GATEWAY") or self.config.api.gateway
-        return DatabentoAdapter(key, gateway, self.config.retry_policy)
+        return DatabentoAdapter.from_environment(self.config.api.key_env_var, gateway, self.config.retry_policy)
 
     def extract(self, job: JobConfig, force: bool = False, cost: CostPolicy | None = None,
                 on_chunk: Callable[[ManifestEvent], None] | None = None, via: Via = "auto") -> ExtractReport:
         cost = cost or CostPolicy(max_cost_usd=self.config.max_cost_usd)
         batch = BatchPolicy(via, self.config.batch_above_bytes, self.config.batch_poll_seconds)
-        return run_extract(self.adapter, self.paths, self.plan(job), max_concurrency=self.config.max_concurrency,
-                           force=force, cost=cost, on_chunk=on_chunk, batch=batch)
+        return run_extract(self.adapter, self.lake, self.plan(job), max_concurrency=self.config.max_concurrency,
+                           force=force, cost=cost, on_chunk=on_chunk, batch=batch, scheduler=self.scheduler)
 
     def transform_settings(self) -> TransformSettings:
         rule_paths = self.config.validation_schema_paths
         return TransformSettings(
-            paths=self.paths, mapping=self.mapping, rules=load_rules(rule_paths),
+            lake=self.lake, mapping=self.mapping, rules=load_rules(rule_paths),
             rules_version=rules_version(self.mapping, rule_paths),
             batch_records=self.config.transform_batch_records, workers=self.config.transform_workers,
+            scheduler=self.scheduler,
         )
 
     def transform(self, chunk_ids: set[str] | None = None, **options: Any) -> TransformReport:
@@ -86,13 +87,13 @@ class PipelineOrchestrator:
 
     def load(self, chunk_ids: set[str] | None = None, dsn: Secret | None = None, **options: Any) -> LoadReport:
         """Options: should_stop, on_chunk (see run_load)."""
-        settings = LoadSettings(self.paths, self.mapping, dsn or database_url(), self.config.load_batch_rows,
+        settings = LoadSettings(self.lake, self.mapping, dsn or database_url(), self.config.load_batch_rows,
                                 self.config.load_workers)
         return run_load(settings, chunk_ids, **options)
 
     def stale_chunks(self) -> set[str]:
         """Chunks transformed under another mapping or rules version than the config's current one."""
-        return stale(Manifest(self.paths), self.transform_settings().rules_version)
+        return stale(self.lake.manifest(), self.transform_settings().rules_version)
 
     def rederive(self, hooks: ProgressHooks | None = None) -> tuple[set[str], TransformReport, LoadReport]:
         """Transform every stale chunk again from the raw bytes already in the lake (no download), then
@@ -137,9 +138,9 @@ def _both(first: Callable[[T], None] | None, second: Callable[[T], None]) -> Cal
     return call
 
 
-def default_lake() -> Path:
-    """HIST_LAKE, or ./lake_data."""
-    return Path(os.environ.get("HIST_LAKE", DEFAULT_LAKE))
+def default_lake() -> str:
+    """HIST_LAKE (a folder or s3://bucket/prefix), or ./lake_data."""
+    return os.environ.get("HIST_LAKE") or DEFAULT_LAKE
 
 
 def database_url() -> Secret:

@@ -41,16 +41,18 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def watch(manifest: Path, passes: list[Pass], stop: threading.Event, debounce_seconds: float = 0.3,
+def watch(manifest: Path | None, passes: list[Pass], stop: threading.Event, debounce_seconds: float = 0.3,
           poll_seconds: float = 10.0) -> int:
-    """Run `passes` (each given a should-stop callable) whenever the manifest changes, until `stop`;
-    returns the number of rounds run."""
-    manifest.parent.mkdir(parents=True, exist_ok=True)
+    """Run `passes` (each given a should-stop callable) whenever the manifest file changes (every
+    `poll_seconds` regardless, and only then for a manifest that is not a local file: an object
+    store sends no file events), until `stop`; returns the number of rounds run."""
     wake = threading.Event()
     wake.set()  # catch up on whatever is pending from before a restart
     observer = Observer()
-    observer.schedule(_ManifestChanged(manifest, wake), str(manifest.parent), recursive=False)
-    observer.start()
+    if manifest is not None:
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        observer.schedule(_ManifestChanged(manifest, wake), str(manifest.parent), recursive=False)
+        observer.start()
     rounds = 0
     try:
         while not stop.is_set():
@@ -64,6 +66,7 @@ def watch(manifest: Path, passes: list[Pass], stop: threading.Event, debounce_se
                 run_pass(stop.is_set)
             rounds += 1
     finally:
-        observer.stop()
-        observer.join(timeout=5)
+        if observer.is_alive():
+            observer.stop()
+            observer.join(timeout=5)
     return rounds

@@ -30,6 +30,7 @@ from stages.cli.common import (
     JobOpt,
     MaxCostOpt,
     OutputOpt,
+    SchedulerOpt,
     SchemaOpt,
     StartOpt,
     StypeOpt,
@@ -118,13 +119,14 @@ def ingest(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: ApiOpt =
            dataset: DatasetOpt = None, schema: SchemaOpt = None, symbols: SymbolsOpt = None,
            stype_in: StypeOpt = "raw_symbol", start_date: StartOpt = None, end_date: EndOpt = None,
            chunk_days: ChunkDaysOpt = None, force: ForceOpt = False, dry_run: DryRunOpt = False,
-           max_cost: MaxCostOpt = None, yes: YesOpt = False, via: ViaOpt = "auto") -> None:
+           max_cost: MaxCostOpt = None, yes: YesOpt = False, via: ViaOpt = "auto",
+           scheduler: SchedulerOpt = None) -> None:
     """Extract, transform and load one job. The end date is exclusive.
 
     Example: hist ingest --dataset GLBX.MDP3 --schema ohlcv-1m --symbols ESH4,NQH4
     --start-date 2024-01-02 --end-date 2024-01-04
     """
-    orch = orchestrator(config)
+    orch = orchestrator(config, scheduler)
     chosen = _job(orch, job, api, dataset, schema, symbols, stype_in, start_date, end_date, chunk_days)
     with progress(not dry_run) as hooks:
         extracted, transformed, loaded = orch.ingest(chosen, force=force, cost=_cost(orch, dry_run, max_cost, yes),
@@ -144,12 +146,13 @@ def stage_extract(config: ConfigOpt = DEFAULT_CONFIG, job: JobOpt = None, api: A
                   dataset: DatasetOpt = None, schema: SchemaOpt = None, symbols: SymbolsOpt = None,
                   stype_in: StypeOpt = "raw_symbol", start_date: StartOpt = None, end_date: EndOpt = None,
                   chunk_days: ChunkDaysOpt = None, force: ForceOpt = False, dry_run: DryRunOpt = False,
-                  max_cost: MaxCostOpt = None, yes: YesOpt = False, via: ViaOpt = "auto") -> None:
+                  max_cost: MaxCostOpt = None, yes: YesOpt = False, via: ViaOpt = "auto",
+                  scheduler: SchedulerOpt = None) -> None:
     """Download raw DBN chunks into the lake. The end date is exclusive.
 
     Example: hist stage extract --job es_nq_ohlcv_1m
     """
-    orch = orchestrator(config)
+    orch = orchestrator(config, scheduler)
     chosen = _job(orch, job, api, dataset, schema, symbols, stype_in, start_date, end_date, chunk_days)
     with progress(not dry_run) as hooks:
         report = orch.extract(chosen, force=force, cost=_cost(orch, dry_run, max_cost, yes), on_chunk=hooks.extract,
@@ -166,13 +169,13 @@ FollowOpt = Annotated[bool, typer.Option("--follow", help="Keep running: process
 @cli_errors
 def stage_transform(config: ConfigOpt = DEFAULT_CONFIG, follow: FollowOpt = False,
                     retry_failed: Annotated[bool, typer.Option("--retry-failed",
-                                                               help="Retry chunks that failed before.")] = False
-                    ) -> None:
+                                                               help="Retry chunks that failed before.")] = False,
+                    scheduler: SchedulerOpt = None) -> None:
     """Turn every extracted chunk not yet transformed into standardized and quarantine Parquet.
 
     Example: hist stage transform --follow
     """
-    orch = orchestrator(config)
+    orch = orchestrator(config, scheduler)
     if follow:
         _follow(orch, [lambda stop: _print_transform(orch.transform(should_stop=stop), quiet_if_idle=True)])
         return
@@ -216,7 +219,7 @@ def doctor_command(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     """
     from stages.inspection.doctor import run_checks
 
-    checks = list(run_checks(config, default_lake().resolve(), os.environ.get("HIST_DATABASE_URL")))
+    checks = list(run_checks(config, default_lake(), os.environ.get("HIST_DATABASE_URL")))
     for check in checks:
         typer.echo(f"{'ok  ' if check.ok else 'FAIL'}  {check.name:<9} {check.detail}")
     if not all(c.ok for c in checks):
@@ -257,9 +260,10 @@ def watch_command(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 
 def _follow(orch: PipelineOrchestrator, passes: list[Pass]) -> None:
     stop = threading.Event()
-    out.print(f"watching {orch.paths.manifest} (Ctrl-C to stop)")
+    manifest = orch.lake.manifest()
+    out.print(f"watching {manifest.describe()} (Ctrl-C to stop)")
     with stop_on_signals(stop):
-        rounds = watch(orch.paths.manifest, passes, stop)
+        rounds = watch(manifest.local_file(), passes, stop, poll_seconds=10.0 if manifest.local_file() else 2.0)
     out.print(f"stopped after {rounds} rounds")
 
 

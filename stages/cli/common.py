@@ -48,6 +48,10 @@ MaxCostOpt = Annotated[float | None, typer.Option("--max-cost", help="Stop befor
 YesOpt = Annotated[bool, typer.Option("--yes", help="Accept a cost above the limit.")]
 ViaOpt = Annotated[str, typer.Option("--via", help="stream (timeseries.get_range), batch (a batch job), or auto: "
                                                    "batch above the config's batch_above_bytes (5 GB).")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    "--scheduler", envvar="HIST_SCHEDULER", show_default=False,
+    help="A Dask scheduler (tcp://host:8786): extract and transform each chunk as a task on its cluster; "
+         "load stays here. The workers need the lake on S3 (HIST_LAKE=s3://...) and the cluster extra.")]
 
 
 class Verbosity:
@@ -111,8 +115,8 @@ def via_option(value: str) -> Via:
     return value  # type: ignore[return-value]
 
 
-def orchestrator(config: Path) -> PipelineOrchestrator:
-    return PipelineOrchestrator.from_config(load_config(config))
+def orchestrator(config: Path, scheduler: str | None = None) -> PipelineOrchestrator:
+    return PipelineOrchestrator.from_config(load_config(config), scheduler=scheduler)
 
 
 @contextmanager

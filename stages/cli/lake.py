@@ -41,7 +41,7 @@ def lake_status_command(config: ConfigOpt = DEFAULT_CONFIG, fmt: FormatOpt = "au
     Example: HIST_LAKE=./lake_data hist lake status
     """
     orch = orchestrator(config)
-    status = lake_status(orch.paths, os.environ.get("HIST_DATABASE_URL"), orch.transform_settings().rules_version)
+    status = lake_status(orch.lake, os.environ.get("HIST_DATABASE_URL"), orch.transform_settings().rules_version)
     write_result(status, output_format(fmt), output, out)
 
 
@@ -52,11 +52,11 @@ def lake_verify(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 
     Example: HIST_LAKE=./lake_data hist lake verify
     """
-    paths = orchestrator(config).paths
-    checked, problems = verify_lake(paths)
+    lake = orchestrator(config).lake
+    checked, problems = verify_lake(lake)
     for problem in problems:
         typer.echo(f"{problem.problem}: {problem.path} (chunk {problem.chunk_id})", err=True)
-    out.print(f"verified {checked} files in {paths.root}: {len(problems)} missing or changed")
+    out.print(f"verified {checked} files in {lake.url}: {len(problems)} missing or changed")
     if problems:
         raise typer.Exit(1)
 
@@ -71,7 +71,7 @@ def lake_query(query: Annotated[str, typer.Argument(help="DuckDB SQL over the la
 
     Example: hist lake query "SELECT symbol, count(*) FROM trades_data GROUP BY 1" --format csv
     """
-    con = lake_connection(orchestrator(config).paths)
+    con = lake_connection(orchestrator(config).lake)
     try:
         result = con.sql(query).to_arrow_table()
     except duckdb.Error as exc:

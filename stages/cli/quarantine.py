@@ -38,7 +38,7 @@ def quarantine_ls(config: ConfigOpt = DEFAULT_CONFIG, table: TableOpt = None, ru
 
     Example: hist quarantine ls --rule ohlcv_high_ge_low
     """
-    summary = quarantine_summary(orchestrator(config).paths, QuarantineFilter(table, rule, chunk))
+    summary = quarantine_summary(orchestrator(config).lake, QuarantineFilter(table, rule, chunk))
     write_result(summary, output_format(fmt), output, out)
 
 
@@ -51,7 +51,7 @@ def quarantine_show(config: ConfigOpt = DEFAULT_CONFIG, table: TableOpt = None, 
 
     Example: hist quarantine show --table trades_data --rule trade_size_positive --limit 5
     """
-    rows = quarantine_rows(orchestrator(config).paths, QuarantineFilter(table, rule, chunk), limit)
+    rows = quarantine_rows(orchestrator(config).lake, QuarantineFilter(table, rule, chunk), limit)
     write_result(rows, output_format(fmt), output, out, columns=column_list(columns), rows_of_data=True)
 
 
@@ -65,7 +65,7 @@ def quarantine_reprocess(config: ConfigOpt = DEFAULT_CONFIG, table: TableOpt = N
     Example: hist quarantine reprocess --rule ohlcv_open_close_within_range
     """
     orch = orchestrator(config)
-    chunks = affected_chunks(orch.paths, QuarantineFilter(table, rule, chunk))
+    chunks = affected_chunks(orch.lake, QuarantineFilter(table, rule, chunk))
     if not chunks:
         out.print("no quarantined chunks match")
         return

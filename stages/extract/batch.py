@@ -17,7 +17,6 @@ from typing import Literal
 
 from lake.errors import HistError, TerminalError
 from lake.formats import ChunkSpec, ManifestEvent
-from lake.locks import try_lock
 from lake.scratch import chunk_scratch
 from stages.extract.base import BatchFile
 from stages.extract.delivery import Delivery, commit_raw, failed
@@ -42,7 +41,7 @@ class BatchPolicy:
 def run_batch(delivery: Delivery, request: ChunkSpec, poll_seconds: float) -> list[ManifestEvent | str] | None:
     """Deliver one request through a batch job: each file's committed event or failure reason; None
     when another process is on this request."""
-    with try_lock(delivery.paths.lock("extract", request.chunk_id)) as locked:
+    with delivery.lake.lock("extract", request.chunk_id) as locked:
         if not locked:
             return None
         try:
@@ -84,13 +83,13 @@ def _wait_until_done(delivery: Delivery, job_id: str, poll_seconds: float) -> No
 def _deliver(delivery: Delivery, job_id: str, request: ChunkSpec, file: BatchFile) -> ManifestEvent | str:
     """Download and verify one file, then commit it as the chunk of the window its metadata names."""
     try:
-        downloaded = delivery.adapter.download_batch_file(job_id, file, delivery.paths.tmp / "batch")
+        downloaded = delivery.adapter.download_batch_file(job_id, file, delivery.lake.tmp / "batch")
     except HistError as exc:
         return failed(delivery.manifest, request, f"batch file {file.name} of job {job_id}: {exc}", job_id)
     chunk = request.model_copy(update={"start": max(request.start, downloaded.start),
                                        "end": min(request.end, downloaded.end)})
-    with try_lock(delivery.paths.lock("extract", chunk.chunk_id)) as locked:
+    with delivery.lake.lock("extract", chunk.chunk_id) as locked:
         if not locked:  # the verified file stays in tmp/batch for whoever holds the chunk
             return f"chunk {chunk.chunk_id} is held by another process"
-        with chunk_scratch(delivery.paths, "extract", chunk.chunk_id) as scratch:
+        with chunk_scratch(delivery.lake, "extract", chunk.chunk_id) as scratch:
             return commit_raw(delivery, chunk, downloaded.path, downloaded.records, scratch, batch_job=job_id)

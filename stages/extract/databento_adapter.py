@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -38,10 +39,26 @@ class DatabentoAdapter(BaseAdapter):
                                 "(DATABENTO_API_KEY by default)")
         self._key = key
         self.retry_policy = retry_policy
+        self._gateway = gateway
+        self._key_env_var: str | None = None
         if gateway:
             self.client = databento.Historical(key=key.reveal(), gateway=gateway)
         else:
             self.client = databento.Historical(key=key.reveal())
+
+    @classmethod
+    def from_environment(cls, key_env_var: str, gateway: str | None, retry_policy: RetryPolicy) -> DatabentoAdapter:
+        """The adapter for the API key in the environment variable `key_env_var`."""
+        adapter = cls(Secret(os.environ.get(key_env_var, "")), gateway, retry_policy)
+        adapter._key_env_var = key_env_var
+        return adapter
+
+    def __reduce__(self) -> tuple[Callable[..., DatabentoAdapter], tuple[str, str | None, RetryPolicy]]:
+        """To a cluster worker the adapter travels as the name of its key's variable: the worker reads
+        the key from its own environment, so the key never crosses the network."""
+        if self._key_env_var is None:
+            raise TypeError("an adapter made from a literal key cannot be sent to a cluster worker")
+        return DatabentoAdapter.from_environment, (self._key_env_var, self._gateway, self.retry_policy)
 
     def plan(self, job: JobConfig, source_schema: str) -> list[ChunkSpec]:
         return plan_chunks(job, source_schema)

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lake.commit import commit_into_lake
 from lake.errors import HistError
 from lake.formats import ChunkSpec, ManifestEvent
 from lake.manifest import Manifest
-from lake.paths import LakePaths
+from lake.paths import raw_key
+from lake.storage import Lake
 from stages.extract.base import BaseAdapter
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ class Delivery:
     """Where delivered bytes go and who hears of each committed chunk."""
 
     adapter: BaseAdapter
-    paths: LakePaths
+    lake: Lake
     manifest: Manifest
     on_chunk: Callable[[ManifestEvent], None] | None = None
 
@@ -33,9 +33,9 @@ class Delivery:
 def commit_raw(delivery: Delivery, chunk: ChunkSpec, temp: Path, records: int, scratch: Path,
                batch_job: str | None = None) -> ManifestEvent | str:
     """Commit `temp` as the chunk's raw file, then resolve its raw symbols if it needs them."""
-    paths, manifest = delivery.paths, delivery.manifest
+    lake, manifest = delivery.lake, delivery.manifest
     try:
-        raw = commit_into_lake(paths, temp, "raw", records, lambda sha: paths.raw(chunk, sha))
+        raw = lake.commit(temp, "raw", records, lambda sha: raw_key(chunk, sha))
     except OSError as exc:
         return failed(manifest, chunk, f"cannot commit the raw file: {exc}")
     pending = delivery.adapter.needs_raw_symbols(chunk)
@@ -52,15 +52,15 @@ def commit_raw(delivery: Delivery, chunk: ChunkSpec, temp: Path, records: int, s
 
 def resolve_and_commit(delivery: Delivery, extracted: ManifestEvent, scratch: Path) -> ManifestEvent | str:
     """Resolve and commit the raw symbols of a chunk whose bytes are committed already."""
-    paths, manifest = delivery.paths, delivery.manifest
+    lake, manifest = delivery.lake, delivery.manifest
     chunk, raw = extracted.chunk, extracted.file("raw")
     assert raw is not None
     sidecar = scratch / "symbology.json"
     try:
-        raw_symbols = delivery.adapter.raw_symbols(chunk, paths.absolute(raw.path))
+        raw_symbols = delivery.adapter.raw_symbols(chunk, lake.local_file(raw.path, scratch))
         sidecar.write_text(json.dumps(raw_symbols, sort_keys=True))
-        symbology = commit_into_lake(paths, sidecar, "symbology", len(raw_symbols),
-                                     lambda sha: paths.raw(chunk, sha, ".symbology.json"))
+        symbology = lake.commit(sidecar, "symbology", len(raw_symbols),
+                                lambda sha: raw_key(chunk, sha, ".symbology.json"))
     except HistError as exc:
         return failed(manifest, chunk, f"symbology.resolve: {exc} (the raw bytes are in the lake: a rerun "
                                        "resolves again without downloading)")

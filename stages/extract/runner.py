@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from lake.errors import HistError, TerminalError
 from lake.formats import ChunkSpec, ManifestEvent
-from lake.locks import try_lock
 from lake.manifest import Manifest
-from lake.paths import LakePaths
 from lake.scratch import chunk_scratch, sweep
-from lake.workers import chunk_workers
+from lake.storage import Lake
+from lake.workers import chunk_workers, committed_only
 from stages.extract.base import BaseAdapter, CostEstimate
 from stages.extract.batch import BatchPolicy, run_batch
 from stages.extract.delivery import Delivery, commit_raw, failed, resolve_and_commit
@@ -47,16 +47,17 @@ class ExtractReport:
     estimate: CostEstimate = field(default_factory=CostEstimate)
 
 
-def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec], *, max_concurrency: int = 4,
+def run_extract(adapter: BaseAdapter, lake: Lake, chunks: list[ChunkSpec], *, max_concurrency: int = 4,
                 force: bool = False, cost: CostPolicy | None = None,
                 on_chunk: Callable[[ManifestEvent], None] | None = None,
-                batch: BatchPolicy | None = None) -> ExtractReport:
+                batch: BatchPolicy | None = None, scheduler: str | None = None) -> ExtractReport:
     """Fetch and commit each chunk not already committed (all of them with `force`), after the cost
-    guard has seen the vendor's estimate: streamed, or through a batch job when `batch` says so."""
+    guard has seen the vendor's estimate: streamed (here, or one task per chunk on the Dask cluster at
+    `scheduler`), or through a batch job when `batch` says so."""
     cost, batch = cost or CostPolicy(), batch or BatchPolicy()
-    paths.ensure()
-    sweep(paths, "extract")
-    manifest = Manifest(paths)
+    lake.ensure()
+    sweep(lake, "extract")
+    manifest = lake.manifest()
     committed = manifest.latest("extract")
     todo = [c for c in chunks if force or c.chunk_id not in committed]
     report = ExtractReport(skipped=[c.chunk_id for c in chunks if not force and c.chunk_id in committed],
@@ -79,19 +80,21 @@ def run_extract(adapter: BaseAdapter, paths: LakePaths, chunks: list[ChunkSpec],
     current = manifest.latest("extract")  # with the reused chunks
     unresolved = [] if force else [current[c.chunk_id] for c in chunks
                                    if c.chunk_id in current and current[c.chunk_id].symbology_pending]
-    delivery = Delivery(adapter, paths, manifest, on_chunk)
+    task = ChunkTask(adapter, lake, force)
+    announce = committed_only(on_chunk)
     outcomes: list[tuple[str, ManifestEvent | str | None]]
-    with chunk_workers(max_concurrency, "extract") as pool:
-        resolved = list(pool.map(lambda e: _resolve_one(delivery, e), unresolved))
+    with chunk_workers(max_concurrency, "extract", scheduler) as pool:
+        resolved = pool.run(partial(resolve_task, task), unresolved, announce)
         if batch.applies(report.estimate.bytes):
+            delivery = Delivery(adapter, lake, manifest, on_chunk)
             outcomes = [(request.chunk_id, outcome) for request in merge_adjacent(todo)
                         for outcome in _or_skipped(run_batch(delivery, request, batch.poll_seconds))]
             log.info("extract went through the batch API (%s)", "asked for" if batch.via == "batch" else
                      f"{report.estimate.bytes:,} bytes > {batch.above_bytes:,}",
                      extra={"event": "batch", "stage": "extract"})
         else:
-            outcomes = list(zip((c.chunk_id for c in todo),
-                                pool.map(lambda c: _extract_one(delivery, c, force), todo), strict=True))
+            outcomes = list(zip((c.chunk_id for c in todo), pool.run(partial(extract_task, task), todo, announce),
+                                strict=True))
     for event, outcome in zip(unresolved, resolved, strict=True):
         if isinstance(outcome, str):
             report.failed[event.chunk_id] = outcome
@@ -129,14 +132,27 @@ def _or_skipped(outcomes: list[ManifestEvent | str] | None) -> list[ManifestEven
     return [None] if outcomes is None else list(outcomes)
 
 
-def _extract_one(delivery: Delivery, chunk: ChunkSpec, force: bool) -> ManifestEvent | str | None:
+@dataclass(frozen=True)
+class ChunkTask:
+    """What a chunk task needs, in a form that travels to cluster workers (see lake/workers.py)."""
+
+    adapter: BaseAdapter
+    lake: Lake
+    force: bool = False
+
+    def delivery(self) -> Delivery:
+        return Delivery(self.adapter, self.lake, self.lake.manifest())
+
+
+def extract_task(task: ChunkTask, chunk: ChunkSpec) -> ManifestEvent | str | None:
     """The committed event, None when another process holds or has just committed the chunk, or the
     failure reason."""
-    paths, manifest = delivery.paths, delivery.manifest
-    with try_lock(paths.lock("extract", chunk.chunk_id)) as locked:
-        if not locked or (not force and chunk.chunk_id in manifest.latest("extract")):
+    delivery = task.delivery()
+    lake, manifest = delivery.lake, delivery.manifest
+    with lake.lock("extract", chunk.chunk_id) as locked:
+        if not locked or (not task.force and chunk.chunk_id in manifest.latest("extract")):
             return None
-        with chunk_scratch(paths, "extract", chunk.chunk_id) as scratch:
+        with chunk_scratch(lake, "extract", chunk.chunk_id) as scratch:
             temp = scratch / "download.dbn.zst"
             try:
                 records = delivery.adapter.fetch(chunk, temp)
@@ -145,12 +161,13 @@ def _extract_one(delivery: Delivery, chunk: ChunkSpec, force: bool) -> ManifestE
             return commit_raw(delivery, chunk, temp, records, scratch)
 
 
-def _resolve_one(delivery: Delivery, committed: ManifestEvent) -> ManifestEvent | str | None:
+def resolve_task(task: ChunkTask, committed: ManifestEvent) -> ManifestEvent | str | None:
     """Resolve the raw symbols of a chunk whose bytes are in the lake already (a resolve that failed
     or was interrupted before): no download."""
-    with try_lock(delivery.paths.lock("extract", committed.chunk_id)) as locked:
+    delivery = task.delivery()
+    with delivery.lake.lock("extract", committed.chunk_id) as locked:
         current = delivery.manifest.latest("extract").get(committed.chunk_id)
         if not locked or current is None or not current.symbology_pending:
             return None
-        with chunk_scratch(delivery.paths, "extract", committed.chunk_id) as scratch:
+        with chunk_scratch(delivery.lake, "extract", committed.chunk_id) as scratch:
             return resolve_and_commit(delivery, current, scratch)

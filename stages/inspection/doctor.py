@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lake.errors import HistError
-from lake.manifest import Manifest
+from lake.storage import Lake, open_lake
 from schemas.config import HistConfig, load_config
 from schemas.secrets import Secret, mask_dsn
 
@@ -23,7 +23,7 @@ class Check:
     detail: str
 
 
-def run_checks(config_path: Path, lake_root: Path, database_url: str | None) -> Iterator[Check]:
+def run_checks(config_path: Path, lake_url: str, database_url: str | None) -> Iterator[Check]:
     try:
         config = load_config(config_path)
     except HistError as exc:
@@ -35,8 +35,8 @@ def run_checks(config_path: Path, lake_root: Path, database_url: str | None) -> 
                 f"{config.api.key_env_var} is not set: export your Databento API key in it")
     yield _probe("gateway", lambda: _gateway(config, key))
     yield _probe("database", lambda: _database(database_url))
-    yield _probe("lake", lambda: _lake_writable(lake_root))
-    yield _probe("manifest", lambda: _manifest(lake_root))
+    yield _probe("lake", lambda: _lake_writable(open_lake(lake_url)))
+    yield _probe("manifest", lambda: _manifest(open_lake(lake_url)))
 
 
 def _probe(name: str, check: Callable[[], str]) -> Check:
@@ -81,19 +81,20 @@ def _database(database_url: str | None) -> str:
     return f"{mask_dsn(database_url)}: timescaledb {row[0]}, migrations current"
 
 
-def _lake_writable(root: Path) -> str:
-    probe = root / "tmp" / f"doctor-{uuid.uuid4().hex}"
+def _lake_writable(lake: Lake) -> str:
+    name = f"doctor-{uuid.uuid4().hex}"
+    probe = lake.tmp / name
     probe.parent.mkdir(parents=True, exist_ok=True)
     probe.write_bytes(b"ok")
-    probe.unlink()
-    return f"{root} is writable"
+    lake.put(probe, f"tmp/{name}")
+    lake.delete([f"tmp/{name}"])
+    probe.unlink(missing_ok=True)
+    return f"{lake.url} is writable"
 
 
-def _manifest(root: Path) -> str:
-    from lake.paths import LakePaths
-
-    paths = LakePaths(root)
-    if not paths.manifest.exists():
-        return f"{paths.manifest} not written yet (an empty lake)"
-    events = sum(1 for _ in Manifest(paths).events())
-    return f"{paths.manifest}: {events} events"
+def _manifest(lake: Lake) -> str:
+    manifest = lake.manifest()
+    if not manifest.written():
+        return f"{manifest.describe()} not written yet (an empty lake)"
+    events = sum(1 for _ in manifest.events())
+    return f"{manifest.describe()}: {events} events"

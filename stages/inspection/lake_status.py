@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from lake.formats import ManifestEvent
-from lake.manifest import Manifest
-from lake.paths import LakePaths
+from lake.storage import Lake
 from schemas.secrets import Secret
 
 
@@ -30,13 +29,13 @@ def _still_failed(committed: dict[str, ManifestEvent], failed: dict[str, Manifes
 SOURCE_TERMS = {"standardized": "source_used", "quarantined": "source_quarantined"}
 
 
-def lake_status(paths: LakePaths, database_url: str | None, rules_version: str) -> pa.Table:
+def lake_status(lake: Lake, database_url: str | None, rules_version: str) -> pa.Table:
     """One row per stage: what is committed, what waits for it and what failed. The transform row
     accounts for every record in: standardized + quarantined + filtered + duplicates (source bars,
     for derived bars); `stale`
     counts chunks transformed under another mapping or rules version than `rules_version` (see
     `hist rederive`). Counts a stage does not have are null."""
-    manifest = Manifest(paths)
+    manifest = lake.manifest()
     extracted, transformed = manifest.latest("extract"), manifest.latest("transform")
 
     def total(events: dict[str, ManifestEvent], key: str, fallback: str = "") -> int:

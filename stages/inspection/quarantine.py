@@ -9,7 +9,7 @@ import duckdb
 import pyarrow as pa
 
 from lake.errors import ConfigError
-from lake.paths import LakePaths
+from lake.storage import Lake
 from stages.inspection.lake_views import current_files, lake_connection
 from stages.transform.rule_engine import quoted, sql_literal
 
@@ -29,37 +29,37 @@ class QuarantineFilter:
         return " AND ".join(conditions)
 
 
-def _tables(paths: LakePaths, only: str | None) -> list[str]:
-    return sorted(t for t in current_files(paths, "quarantine") if only is None or t == only)
+def _tables(lake: Lake, only: str | None) -> list[str]:
+    return sorted(t for t in current_files(lake, "quarantine") if only is None or t == only)
 
 
 def _chunk_id_sql() -> str:
     return "regexp_extract(filename, '([^/]+)\\.[0-9a-f]{8}\\.parquet$', 1)"
 
 
-def quarantine_summary(paths: LakePaths, filters: QuarantineFilter) -> pa.Table:
+def quarantine_summary(lake: Lake, filters: QuarantineFilter) -> pa.Table:
     """Quarantined rows counted by table, rule and chunk."""
-    con = lake_connection(paths)
+    con = lake_connection(lake)
     parts = [f"SELECT {sql_literal(t)} AS table_name, rule, {_chunk_id_sql()} AS chunk_id, count(*) AS rows"
              f" FROM {quoted('quarantine_' + t)} WHERE {filters.where()} GROUP BY ALL"
-             for t in _tables(paths, filters.table)]
+             for t in _tables(lake, filters.table)]
     return _run(con, " UNION ALL ".join(parts) + " ORDER BY table_name, rule, chunk_id" if parts else "")
 
 
-def quarantine_rows(paths: LakePaths, filters: QuarantineFilter, limit: int) -> pa.Table:
-    tables = _tables(paths, filters.table)
+def quarantine_rows(lake: Lake, filters: QuarantineFilter, limit: int) -> pa.Table:
+    tables = _tables(lake, filters.table)
     if not tables:
         return pa.table({})
     if len(tables) > 1:
         raise ConfigError(f"quarantined rows are in several tables ({', '.join(tables)}): choose one with --table")
-    con = lake_connection(paths)
+    con = lake_connection(lake)
     table = tables[0]
     return _run(con, f"SELECT {_chunk_id_sql()} AS chunk_id, * EXCLUDE (filename) FROM"
                      f" {quoted('quarantine_' + table)} WHERE {filters.where()} ORDER BY rec_seq LIMIT {int(limit)}")
 
 
-def affected_chunks(paths: LakePaths, filters: QuarantineFilter) -> set[str]:
-    summary = quarantine_summary(paths, filters)
+def affected_chunks(lake: Lake, filters: QuarantineFilter) -> set[str]:
+    summary = quarantine_summary(lake, filters)
     return set(summary.column("chunk_id").to_pylist()) if summary.num_rows else set()
 
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from lake.formats import ManifestEvent
-from lake.paths import LakePaths
+from lake.storage import Lake
 from schemas.mappings import MappingConfig, RecordKind
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,10 @@ class LoadResult:
 
 
 class TimescaleLoader:
-    def __init__(self, conn: psycopg.Connection, paths: LakePaths, mapping: MappingConfig,
+    def __init__(self, conn: psycopg.Connection, lake: Lake, mapping: MappingConfig,
                  batch_rows: int = 100_000) -> None:
         self.conn = conn
-        self.paths = paths
+        self.lake = lake
         self.mapping = mapping
         self.batch_rows = batch_rows
 
@@ -110,7 +110,7 @@ class TimescaleLoader:
         standardized = event.file("standardized")
         assert standardized is not None
         # no read-ahead: a chunk of any size streams through one row group at a time
-        parquet = pq.ParquetFile(self.paths.absolute(standardized.path), pre_buffer=False)
+        parquet = pq.ParquetFile(self.lake.open_input(standardized.path), pre_buffer=False)
         names = [*parquet.schema_arrow.names, "load_id"]
         target = sql.Identifier(kind.table)
         if dedupe:

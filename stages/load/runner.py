@@ -12,9 +12,8 @@ import psycopg
 
 from lake.errors import ChunkFailed
 from lake.formats import ManifestEvent
-from lake.locks import try_lock
 from lake.manifest import Manifest
-from lake.paths import LakePaths
+from lake.storage import Lake
 from schemas.mappings import MappingConfig
 from schemas.secrets import Secret
 from stages.load.database import connect
@@ -26,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadSettings:
-    paths: LakePaths
+    lake: Lake
     mapping: MappingConfig
     dsn: Secret
     batch_rows: int = 100_000
@@ -70,7 +69,7 @@ def run_load(settings: LoadSettings, chunk_ids: set[str] | None = None, *,
     """Load pending chunks with `settings.workers` connections in parallel (COPY into a hypertable is
     bound by the server's CPU, so two streams use both cores). `should_stop` is asked between
     chunks, so a signal lets the chunks in hand commit."""
-    manifest = Manifest(settings.paths)
+    manifest = settings.lake.manifest()
     report = LoadReport()
     with connect(settings.dsn) as conn:
         migrate(conn)
@@ -99,13 +98,13 @@ def _worker(settings: LoadSettings, todo: queue.SimpleQueue[ManifestEvent], repo
             should_stop: Callable[[], bool], on_chunk: Callable[[LoadResult], None] | None) -> None:
     try:
         with connect(settings.dsn) as conn:
-            loader = TimescaleLoader(conn, settings.paths, settings.mapping, settings.batch_rows)
+            loader = TimescaleLoader(conn, settings.lake, settings.mapping, settings.batch_rows)
             while not should_stop():
                 try:
                     event = todo.get_nowait()
                 except queue.Empty:
                     return
-                result = _load_one(loader, settings.paths, event, report)
+                result = _load_one(loader, settings.lake, event, report)
                 if result and on_chunk:
                     on_chunk(result)
     except Exception as exc:  # surfaced by run_load in the calling thread
@@ -113,9 +112,9 @@ def _worker(settings: LoadSettings, todo: queue.SimpleQueue[ManifestEvent], repo
             report.errors.append(exc)
 
 
-def _load_one(loader: TimescaleLoader, paths: LakePaths, event: ManifestEvent, report: LoadReport
+def _load_one(loader: TimescaleLoader, lake: Lake, event: ManifestEvent, report: LoadReport
               ) -> LoadResult | None:
-    with try_lock(paths.lock("load", event.chunk_id)) as locked:
+    with lake.lock("load", event.chunk_id) as locked:
         if not locked:
             result = LoadResult(event.chunk_id, 0, "skipped")
         else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -16,14 +15,13 @@ import duckdb
 import pyarrow as pa
 from databento import DBNStore
 
-from lake.commit import commit_into_lake
 from lake.errors import ChunkFailed
 from lake.formats import FileRef, ManifestEvent
-from lake.locks import try_lock
 from lake.manifest import Manifest
-from lake.paths import LakePaths
+from lake.paths import table_key
 from lake.scratch import chunk_scratch, sweep
-from lake.workers import chunk_workers
+from lake.storage import Lake
+from lake.workers import chunk_workers, committed_only
 from schemas.mappings import MappingConfig, Rules
 from stages.transform.decode import RawSymbols, day_ns, iter_batches, open_store, symbology_table
 from stages.transform.rule_engine import RuleEngine, sql_literal, utc_connection
@@ -34,7 +32,7 @@ ACCOUNTS = ("in", "standardized", "quarantined", "filtered", "duplicates")  # in
 
 @dataclass(frozen=True)
 class TransformSettings:
-    paths: LakePaths
+    lake: Lake
     mapping: MappingConfig
     rules: Rules
     rules_version: str
@@ -44,6 +42,7 @@ class TransformSettings:
     parquet_compression_level: int = 1
     in_memory_records: int = 500_000  # larger chunks go through a spilling DuckDB table
     workers: int = 2
+    scheduler: str | None = None  # a Dask scheduler: one task per chunk on its cluster
 
 
 @dataclass
@@ -92,35 +91,27 @@ def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None
     """Transform pending chunks, up to `settings.workers` at a time when they are small enough to share
     the memory budget (DuckDB releases the GIL); `should_stop` is asked before each chunk, so a signal
     lets the chunks in hand finish."""
-    manifest = Manifest(settings.paths)
+    manifest = settings.lake.manifest()
     report = TransformReport()
-    lock = threading.Lock()
-
-    def work(extracted: ManifestEvent) -> None:
-        if should_stop():
-            return
-        outcome = _transform_one(settings, manifest, extracted, retry_failed, redo)
-        with lock:
-            if isinstance(outcome, ManifestEvent):
-                report.transformed.append(extracted.chunk_id)
-                for key, n in outcome.records.items():
-                    report.records[key] = report.records.get(key, 0) + n
-            elif outcome is None:
-                report.skipped.append(extracted.chunk_id)
-            else:
-                report.failed[extracted.chunk_id] = outcome
-        if isinstance(outcome, ManifestEvent) and on_chunk:
-            on_chunk(outcome)
-
-    sweep(settings.paths, "transform")
+    sweep(settings.lake, "transform")
     todo = pending(manifest, settings.rules_version, chunk_ids, retry_failed=retry_failed, redo=redo)
     largest = max((e.records.get("records", 0) for e in todo), default=0)
     # Small chunks overlap their fixed costs; a large one gets the memory budget to itself.
     workers = settings.workers if largest * settings.workers <= settings.in_memory_records else 1
     log.info("transform started: %d chunks pending", len(todo),
              extra={"event": "stage_started", "stage": "transform", "chunks": len(todo)})
-    with chunk_workers(workers, "transform") as pool:
-        list(pool.map(work, todo))
+    with chunk_workers(workers, "transform", settings.scheduler) as pool:
+        outcomes = pool.run(partial(transform_task, settings, retry_failed, redo), todo, committed_only(on_chunk),
+                            should_stop)
+    for extracted, outcome in zip(todo, outcomes, strict=True):
+        if isinstance(outcome, ManifestEvent):
+            report.transformed.append(extracted.chunk_id)
+            for key, n in outcome.records.items():
+                report.records[key] = report.records.get(key, 0) + n
+        elif isinstance(outcome, str):
+            report.failed[extracted.chunk_id] = outcome
+        elif outcome is None and not should_stop():
+            report.skipped.append(extracted.chunk_id)
     log.info("transform finished: %d transformed, %d failed, %d records in", len(report.transformed),
              len(report.failed), report.records["in"],
              extra={"event": "stage_finished", "stage": "transform", "chunks": len(report.transformed),
@@ -128,18 +119,19 @@ def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None
     return report
 
 
-def _transform_one(settings: TransformSettings, manifest: Manifest, extracted: ManifestEvent, retry_failed: bool,
-                   redo: frozenset[str]) -> ManifestEvent | str | None:
+def transform_task(settings: TransformSettings, retry_failed: bool, redo: frozenset[str], extracted: ManifestEvent
+                   ) -> ManifestEvent | str | None:
     """The committed event, None when another process has the chunk (or did it already), or the reason
-    it failed."""
+    it failed. Runs in a worker thread here or as a task on the cluster."""
     chunk_id = extracted.chunk_id
-    with try_lock(settings.paths.lock("transform", chunk_id)) as locked:
+    manifest = settings.lake.manifest()
+    with settings.lake.lock("transform", chunk_id) as locked:
         still_pending = chunk_id in redo or extracted in pending(
             manifest, settings.rules_version, {chunk_id}, retry_failed=retry_failed)
         if not locked or not still_pending:
             return None
         try:
-            with chunk_scratch(settings.paths, "transform", chunk_id) as scratch:
+            with chunk_scratch(settings.lake, "transform", chunk_id) as scratch:
                 return transform_chunk(settings, manifest, extracted, scratch)
         except ChunkFailed as exc:
             manifest.record("transform", extracted.chunk, input_sha256=_inputs(extracted),
@@ -175,7 +167,7 @@ def _transform_chunk(settings: TransformSettings, manifest: Manifest, extracted:
     raw = extracted.file("raw")
     if raw is None:
         raise ChunkFailed(chunk.chunk_id, "transform", "the extract event names no raw file")
-    if not settings.paths.absolute(raw.path).exists():
+    if not settings.lake.exists(raw.path):
         raise ChunkFailed(chunk.chunk_id, "transform", f"raw file {raw.path} is missing from the lake")
     con = utc_connection({"memory_limit": settings.duckdb_memory_limit, "threads": settings.duckdb_threads,
                           "temp_directory": str(scratch / "duckdb"), "preserve_insertion_order": False})
@@ -201,9 +193,9 @@ def _run_sql(settings: TransformSettings, con: duckdb.DuckDBPyConnection, extrac
     """Stream the raw file through the compiled SQL and commit the output partitions."""
     chunk = extracted.chunk
     try:
-        store = open_store(settings.paths.absolute(raw.path))
+        store = open_store(settings.lake.local_file(raw.path, scratch))
         source = SourceStream(store, settings.batch_records)
-        con.register("sym", symbology_table(store, _raw_symbols(settings.paths, extracted)))
+        con.register("sym", symbology_table(store, _raw_symbols(settings.lake, extracted)))
     except Exception as exc:  # a corrupt or truncated file fails this chunk only
         raise _undecodable(chunk.chunk_id, raw, exc) from exc
     counts = dict.fromkeys(ACCOUNTS, 0)
@@ -232,8 +224,7 @@ def _run_sql(settings: TransformSettings, con: duckdb.DuckDBPyConnection, extrac
                             f" COMPRESSION_LEVEL {settings.parquet_compression_level}, ROW_GROUP_SIZE 122880)")
         counts["quarantined" if role == "quarantine" else "standardized"] = count
         if count:
-            files.append(commit_into_lake(settings.paths, temp, role, count,
-                                          partial(settings.paths.table_file, role, table, chunk)))
+            files.append(settings.lake.commit(temp, role, count, partial(table_key, role, table, chunk)))
         else:
             temp.unlink(missing_ok=True)
     if compiled.source_counts:
@@ -296,10 +287,10 @@ class SourceStream:
             con.register("src", pa.Table.from_batches(held))
 
 
-def _raw_symbols(paths: LakePaths, extracted: ManifestEvent) -> RawSymbols | None:
+def _raw_symbols(lake: Lake, extracted: ManifestEvent) -> RawSymbols | None:
     sidecar = extracted.file("symbology")
     if sidecar is None:
         return None
-    answer = json.loads(paths.absolute(sidecar.path).read_text())
+    answer = json.loads(lake.read_bytes(sidecar.path))
     return {int(iid): [(day_ns(i["d0"]), day_ns(i["d1"]), i["s"]) for i in intervals]
             for iid, intervals in answer.items()}

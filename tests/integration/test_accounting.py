@@ -12,8 +12,7 @@ import yaml
 from databento import DBNStore
 
 from lake.formats import ManifestEvent
-from lake.manifest import Manifest
-from lake.paths import LakePaths
+from lake.storage import open_lake
 from tests.conftest import DATASET, Gateway, HistRunner
 from tools.generate import instrument_id, metadata, write_dbn
 
@@ -23,7 +22,7 @@ BROKEN = "XDRV.TEST"
 
 
 def transforms(lake: Path) -> list[ManifestEvent]:
-    return list(Manifest(LakePaths(lake)).latest("transform").values())
+    return list(open_lake(lake).manifest().latest("transform").values())
 
 
 def assert_accounted(lake: Path) -> None:

@@ -9,8 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lake.manifest import Manifest
-from lake.paths import LakePaths
+from lake.storage import open_lake
 from tests.conftest import DATASET, Gateway, HistRunner
 
 JOB = ["--dataset", DATASET, "--schema", "ohlcv-1m", "--symbols", "ESH4", "--start-date", "2024-01-02",
@@ -79,7 +78,7 @@ def test_extract_given_2500_symbols_splits_into_two_requests(hist: HistRunner, g
 def test_transform_given_corrupt_raw_file_fails_that_chunk_and_transforms_the_other(
         hist: HistRunner, database_url: str) -> None:
     hist("stage", "extract", *JOB)
-    events = sorted(Manifest(LakePaths(hist.lake)).latest("extract").values(), key=lambda e: e.chunk.start)
+    events = sorted(open_lake(hist.lake).manifest().latest("extract").values(), key=lambda e: e.chunk.start)
     corrupt = hist.lake / events[0].file("raw").path  # type: ignore[union-attr]
     corrupt.write_bytes(corrupt.read_bytes()[: corrupt.stat().st_size // 2])
 
@@ -88,7 +87,7 @@ def test_transform_given_corrupt_raw_file_fails_that_chunk_and_transforms_the_ot
 
     assert transform.returncode == 1 and f"chunk {events[0].chunk_id}: cannot decode" in transform.stderr
     assert "transform: 1 chunks" in transform.stdout and "load: 1 chunks loaded" in load.stdout
-    failed = Manifest(LakePaths(hist.lake)).latest("transform", "failed")
+    failed = open_lake(hist.lake).manifest().latest("transform", "failed")
     assert list(failed) == [events[0].chunk_id] and "cannot decode" in (failed[events[0].chunk_id].error or "")
     verify = hist("lake", "verify", check=False)
     assert verify.returncode == 1 and f"changed: {events[0].file('raw').path}" in verify.stderr  # type: ignore[union-attr]

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from lake.manifest import Manifest
-from lake.paths import LakePaths
+from lake.storage import open_lake
 from tests.conftest import DATASET, HIST, Gateway, HistRunner
 
 TRADES = ["--dataset", DATASET, "--schema", "trades", "--symbols", "ESH4,NQH4", "--start-date", "2024-01-02",
@@ -50,7 +49,7 @@ def test_ingest_via_batch_lands_the_same_rows_as_streaming_with_one_submission(
     assert len(calls(gateway, "/v0/batch/download")) == 2, "a file a day, each its own chunk"
     assert "extract: 2 chunks" in result.stdout and "load: 2 chunks loaded" in result.stdout
     assert rows(database_url) == (source_count(gateway),) * 2
-    events = Manifest(LakePaths(hist.lake)).events()
+    events = open_lake(hist.lake).manifest().events()
     submitted = [e for e in events if e.status == "submitted"]
     assert len(submitted) == 1 and submitted[0].batch_job
     gateway.admin("requests", [])

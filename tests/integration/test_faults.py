@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import psycopg
 
-from lake.manifest import Manifest
-from lake.paths import LakePaths
+from lake.storage import open_lake
 from tests.conftest import DATASET, Gateway, HistRunner
 
 TWO_DAYS = ["--dataset", DATASET, "--schema", "trades", "--symbols", "ESH4", "--start-date", "2024-01-02",
@@ -55,7 +54,7 @@ def test_extract_given_persistent_5xx_fails_that_chunk_only(hist: HistRunner, ga
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT date(ts_recv AT TIME ZONE 'UTC'))"
                             " FROM trades_data").fetchone() == (2000, 1)
-    failed = Manifest(LakePaths(hist.lake)).latest("extract", "failed")
+    failed = open_lake(hist.lake).manifest().latest("extract", "failed")
     assert [e.chunk.start.day for e in failed.values()] == [3] and no_temporary_files(hist)
 
     gateway.faults()
@@ -84,7 +83,7 @@ def test_extract_given_day_without_data_commits_an_explicit_empty_chunk(hist: Hi
                   "--start-date", "2024-01-04", "--end-date", "2024-01-05")
 
     assert "extract: 1 chunks (0 records" in result.stdout
-    event = next(iter(Manifest(LakePaths(hist.lake)).latest("extract").values()))
+    event = next(iter(open_lake(hist.lake).manifest().latest("extract").values()))
     assert event.file("raw").records == 0  # type: ignore[union-attr]
     assert "2 already" not in hist("ingest", "--dataset", DATASET, "--schema", "trades", "--symbols", "ESH4",
                                    "--start-date", "2024-01-04", "--end-date", "2024-01-05").stdout

@@ -10,8 +10,7 @@ import psycopg
 import pyarrow.parquet as pq
 from databento import DBNStore
 
-from lake.manifest import Manifest
-from lake.paths import LakePaths
+from lake.storage import open_lake
 from tests.conftest import DATASET, Gateway, HistRunner
 from tools.generate import instrument_id, metadata, write_dbn
 
@@ -92,7 +91,7 @@ def test_ingest_given_bar_with_high_below_low_quarantines_it(hist: HistRunner, g
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM ohlcv_data").fetchone() == (len(bars) - 1,)
         assert conn.execute("SELECT count(*) FROM ohlcv_data WHERE ts_event_ns = %s", (bad_ts,)).fetchone() == (0,)
-    event = next(iter(Manifest(LakePaths(hist.lake)).latest("transform").values()))
+    event = next(iter(open_lake(hist.lake).manifest().latest("transform").values()))
     quarantine = event.file("quarantine")
     assert quarantine is not None and quarantine.records == 1
     table = pq.read_table(hist.lake / quarantine.path).to_pylist()

@@ -13,9 +13,10 @@ import pytest
 from lake.atomic import commit_file
 from lake.formats import ChunkSpec
 from lake.locks import try_lock
-from lake.manifest import Manifest
-from lake.paths import LakePaths
+from lake.manifest import JsonlManifest
+from lake.paths import MANIFEST_LOG
 from lake.scratch import chunk_scratch, sweep
+from lake.storage import open_lake
 
 
 def chunk(symbols: tuple[str, ...] = ("ESH4", "NQH4"), day: int = 2) -> ChunkSpec:
@@ -31,7 +32,7 @@ def test_chunk_id_given_same_request_in_any_symbol_order_is_equal() -> None:
 
 
 def test_manifest_given_torn_last_line_reads_the_rest_and_next_append_seals_it(tmp_path: Path) -> None:
-    manifest = Manifest(LakePaths(tmp_path))
+    manifest = JsonlManifest(tmp_path / MANIFEST_LOG)
     manifest.record("extract", chunk(), records={"records": 1})
     with open(manifest.path, "ab") as fh:
         fh.write(b'{"format_version": 1, "event_id": "torn", "stage": "ext')
@@ -44,7 +45,7 @@ def test_manifest_given_torn_last_line_reads_the_rest_and_next_append_seals_it(t
 
 
 def test_manifest_given_torn_line_is_readable_with_plain_duckdb(tmp_path: Path) -> None:
-    manifest = Manifest(LakePaths(tmp_path))
+    manifest = JsonlManifest(tmp_path / MANIFEST_LOG)
     manifest.record("extract", chunk())
     with open(manifest.path, "ab") as fh:
         fh.write(b'{"torn": ')
@@ -57,8 +58,8 @@ def test_manifest_given_torn_line_is_readable_with_plain_duckdb(tmp_path: Path) 
 
 
 def test_chunk_scratch_given_error_leaves_no_file(tmp_path: Path) -> None:
-    paths = LakePaths(tmp_path)
-    with pytest.raises(RuntimeError), chunk_scratch(paths, "extract", "c1") as scratch:
+    lake = open_lake(tmp_path)
+    with pytest.raises(RuntimeError), chunk_scratch(lake, "extract", "c1") as scratch:
         (scratch / "download.dbn.zst").write_bytes(b"half")
         raise RuntimeError("crash")
 
@@ -66,12 +67,12 @@ def test_chunk_scratch_given_error_leaves_no_file(tmp_path: Path) -> None:
 
 
 def test_chunk_scratch_given_files_of_a_killed_process_wipes_them(tmp_path: Path) -> None:
-    paths = LakePaths(tmp_path)
-    stale = paths.tmp / "transform" / "c1" / "standardized.parquet"
+    lake = open_lake(tmp_path)
+    stale = lake.tmp / "transform" / "c1" / "standardized.parquet"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"left by SIGKILL")
 
-    with chunk_scratch(paths, "transform", "c1") as scratch:
+    with chunk_scratch(lake, "transform", "c1") as scratch:
         assert list(scratch.iterdir()) == []
         (scratch / "x").write_bytes(b"new")
         commit_file(scratch / "x", tmp_path / "standardized" / "x")
@@ -80,23 +81,23 @@ def test_chunk_scratch_given_files_of_a_killed_process_wipes_them(tmp_path: Path
 
 
 def test_sweep_given_folders_left_after_a_commit_removes_those_nobody_holds(tmp_path: Path) -> None:
-    paths = LakePaths(tmp_path)
+    lake = open_lake(tmp_path)
     for chunk_id in ("done", "busy"):
-        (paths.tmp / "transform" / chunk_id).mkdir(parents=True)
-        (paths.tmp / "transform" / chunk_id / "quarantine.parquet").write_bytes(b"left by a SIGKILL")
+        (lake.tmp / "transform" / chunk_id).mkdir(parents=True)
+        (lake.tmp / "transform" / chunk_id / "quarantine.parquet").write_bytes(b"left by a SIGKILL")
 
-    with try_lock(paths.lock("transform", "busy")) as locked:
+    with try_lock(lake.lock_file("transform", "busy")) as locked:
         assert locked
-        sweep(paths, "transform")
+        sweep(lake, "transform")
 
-    assert sorted(p.name for p in (paths.tmp / "transform").iterdir()) == ["busy"]
+    assert sorted(p.name for p in (lake.tmp / "transform").iterdir()) == ["busy"]
 
 
 def test_manifest_given_concurrent_writers_keeps_every_line(tmp_path: Path) -> None:
     script = (
         "import sys; from datetime import datetime, UTC; from pathlib import Path;"
-        "from lake.manifest import Manifest; from lake.paths import LakePaths; from lake.formats import ChunkSpec\n"
-        "m = Manifest(LakePaths(Path(sys.argv[1])))\n"
+        "from lake.storage import open_lake; from lake.formats import ChunkSpec\n"
+        "m = open_lake(Path(sys.argv[1])).manifest()\n"
         "for i in range(200):\n"
         "    m.record('extract', ChunkSpec(dataset='A.B', schema='trades', source_schema='trades',"
         " stype_in='raw_symbol', symbols=(sys.argv[2],), start=datetime(2024,1,1,tzinfo=UTC),"
@@ -106,4 +107,4 @@ def test_manifest_given_concurrent_writers_keeps_every_line(tmp_path: Path) -> N
              for i in range(3)]
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
 
-    assert len(list(Manifest(LakePaths(tmp_path)).events())) == 600
+    assert len(list(open_lake(tmp_path).manifest().events())) == 600
