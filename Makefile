@@ -7,7 +7,7 @@ STATE := .hist
 PG_PORT ?= 55432
 TEST_TZ ?= America/New_York# hosts are not all UTC: the suite runs off UTC (override: make test TEST_TZ=Asia/Tokyo)
 
-.PHONY: demo test lint bench timescaledb stop clean
+.PHONY: demo test lint bench bench-cluster timescaledb stop clean
 
 # pip's notes about this machine's package mirrors and setuptools' editable-install banner are noise
 PIP_NOISE := is ignored: it is neither a file nor a directory
@@ -30,6 +30,9 @@ test: $(BIN)/.installed timescaledb
 
 bench: $(BIN)/.installed timescaledb
 	$(BIN)/python tools/bench.py
+
+bench-cluster: $(BIN)/.installed timescaledb
+	$(BIN)/python tools/bench_cluster.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

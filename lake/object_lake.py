@@ -69,9 +69,9 @@ class ObjectLake(Lake):
         scratch = os.environ.get("HIST_SCRATCH") or str(
             Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hist" / "scratch"
             / hashlib.sha256(url.encode()).hexdigest()[:16])
-        # s3fs retries a few times itself; the budget below covers an outage of the endpoint
-        fs = s3fs.S3FileSystem(skip_instance_cache=True)
-        fs.retries = 2
+        # botocore and s3fs would each retry again inside every attempt: one budget (`call`) is clearer
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, config_kwargs={"retries": {"max_attempts": 1}})
+        fs.retries = 1
         return cls(url, fs, root, Path(scratch), float(os.environ.get("HIST_S3_RETRY_SECONDS", "60")))
 
     def call(self, what: str, relative: str, operation: Callable[[], T]) -> T:

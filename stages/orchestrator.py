@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from lake.errors import ConfigError
 from lake.formats import ChunkSpec, ManifestEvent
-from lake.storage import Lake, open_lake
+from lake.storage import Lake, LocalLake, open_lake
 from schemas.config import HistConfig, JobConfig
 from schemas.mappings import MappingConfig, load_mappings, load_rules, rules_version
 from schemas.secrets import Secret
@@ -50,8 +50,12 @@ class PipelineOrchestrator:
     def from_config(cls, config: HistConfig, lake_url: str | None = None, scheduler: str | None = None
                     ) -> PipelineOrchestrator:
         """The lake is `lake_url`, HIST_LAKE or ./lake_data; the scheduler `scheduler`, HIST_SCHEDULER or none."""
-        return cls(config, open_lake(lake_url or default_lake()), load_mappings(config.mapping_config_path),
-                   scheduler or os.environ.get("HIST_SCHEDULER") or None)
+        lake = open_lake(lake_url or default_lake())
+        scheduler = scheduler or os.environ.get("HIST_SCHEDULER") or None
+        if scheduler and isinstance(lake, LocalLake):
+            raise ConfigError(f"--scheduler {scheduler}: the lake {lake.url} is a local folder the cluster's workers "
+                              "cannot share; put it on object storage (HIST_LAKE=s3://bucket/prefix)")
+        return cls(config, lake, load_mappings(config.mapping_config_path), scheduler)
 
     def plan(self, job: JobConfig) -> list[ChunkSpec]:
         """The job's chunks, under the schema's own name (an alias such as ohlcv.1m plans ohlcv-1m),

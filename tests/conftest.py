@@ -22,6 +22,7 @@ import requests
 import yaml
 
 from tools.generate import generate
+from tools.local_cluster import S3Endpoint, start_moto
 
 ROOT = Path(__file__).resolve().parent.parent
 HIST = Path(sys.executable).parent / "hist"
@@ -168,3 +169,21 @@ def runner_for(gateway: Gateway, database_url: str, lake: Path, config: Path) ->
 @pytest.fixture
 def hist(gateway: Gateway, database_url: str, tmp_path: Path, test_config: Path) -> HistRunner:
     return runner_for(gateway, database_url, tmp_path / "lake", test_config)
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """moto's standalone S3 server (the real protocol over HTTP on loopback), behind a proxy that tests
+    can take down."""
+    with start_moto(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_lake(request: pytest.FixtureRequest, hist: HistRunner, tmp_path: Path) -> HistRunner:
+    """`hist` with its lake in a local folder, and again with it on S3."""
+    if request.param == "local":
+        return hist
+    s3: S3Endpoint = request.getfixturevalue("moto_s3")
+    return HistRunner({**hist.env, **s3.env, "HIST_LAKE": f"s3://{s3.new_bucket('hist-lake')}/lake",
+                       "HIST_SCRATCH": str(tmp_path / "scratch")}, hist.lake)

@@ -1,5 +1,5 @@
-"""Looking into the lake and the database: lake status and query, quarantine ls/show/reprocess,
-hist query, JSON logs, and help for every command."""
+"""Looking into the lake and the database: lake status and query, quarantine ls/show/reprocess (on a
+local lake and on S3), hist query, JSON logs, and help for every command."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from tools.generate import instrument_id, metadata, write_dbn
 WINDOW = ["--start-date", "2024-01-02", "--end-date", "2024-01-04"]
 
 
-def test_lake_status_and_query_show_each_stage(hist: HistRunner, database_url: str) -> None:
+def test_lake_status_and_query_show_each_stage(any_lake: HistRunner, database_url: str) -> None:
+    hist = any_lake
     hist("ingest", "--dataset", DATASET, "--schema", "ohlcv-1h", "--symbols", "ESH4,NQH4", *WINDOW)
 
     status = hist("lake", "status").stdout
@@ -62,9 +63,10 @@ def write_bad_bars(gateway: Gateway) -> int:
     return len(bars)
 
 
-def test_quarantine_ls_show_and_reprocess_after_a_rule_change(hist: HistRunner, gateway: Gateway,
+def test_quarantine_ls_show_and_reprocess_after_a_rule_change(any_lake: HistRunner, gateway: Gateway,
                                                               database_url: str, test_config: Path,
                                                               tmp_path: Path) -> None:
+    hist = any_lake
     total = write_bad_bars(gateway)
     hist("ingest", "--dataset", "XQTN.TEST", "--schema", "ohlcv-1m", "--symbols", "ESH4", "--start-date",
          "2024-01-02", "--end-date", "2024-01-03")

@@ -1,5 +1,6 @@
 """No command ever answers with a traceback: missing arguments, invalid values, an empty lake, a
-missing database and a lake it cannot write to all end in one line and exit 1 (2 for usage)."""
+missing database, a lake it cannot write to and an S3 store or Dask scheduler that does not answer all
+end in one line and exit 1 (2 for usage)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ CASES: dict[str, list[list[str]]] = {
     "a missing database": [["stage", "load"], ["db", "init"], ["rederive"],
                            ["query", "--schema", "trades", "--symbols", "ESH4", *DAY]],
     "a lake it cannot write to": [["stage", "extract", *JOB], ["ingest", *JOB], ["stage", "transform"]],
+    "an unreachable store or cluster": [["ingest", *JOB, "--scheduler", "tcp://127.0.0.1:9"], ["lake", "status"],
+                                        ["stage", "transform", "--scheduler", "tcp://127.0.0.1:9"],
+                                        ["lake", "verify"], ["quarantine", "ls"]],
 }
 
 
@@ -43,8 +47,13 @@ def test_every_command_given_bad_input_answers_in_one_line_without_traceback(cas
            "HIST_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/none"}
     if case == "a lake it cannot write to":
         env["HIST_LAKE"] = str(blocker / "lake")  # under a file: no one can create it, root included
-    for args in CASES[case]:
-        result = subprocess.run([str(HIST), *args], env=env, capture_output=True, text=True, timeout=120,
+    unreachable_s3 = {**env, "HIST_LAKE": "s3://hist-nowhere/lake", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+                      "AWS_ACCESS_KEY_ID": "test" + "key", "AWS_SECRET_ACCESS_KEY": "test" + "secret",
+                      "AWS_DEFAULT_REGION": "us-east-1", "HIST_S3_RETRY_SECONDS": "1"}
+    for n, args in enumerate(CASES[case]):
+        # the first unreachable case runs on a local lake, which no cluster can share; the rest on a dead S3
+        run_env = unreachable_s3 if case == "an unreachable store or cluster" and n else env
+        result = subprocess.run([str(HIST), *args], env=run_env, capture_output=True, text=True, timeout=120,
                                 cwd=tmp_path)
         said = result.stdout + result.stderr
         assert "Traceback" not in said, f"hist {' '.join(args)}:\n{said}"

@@ -22,7 +22,7 @@ from lake.object_manifest import ObjectManifest
 from lake.paths import MANIFEST_EVENTS
 from tests.conftest import HIST, Gateway, HistRunner
 from tools.generate import generate
-from tools.local_cluster import DaskCluster, S3Endpoint, start_dask_cluster, start_moto
+from tools.local_cluster import DaskCluster, S3Endpoint, start_dask_cluster
 
 DATASET = "XCLU.TEST"
 SYMBOLS = ["ESH4", "NQH4"]
@@ -80,12 +80,6 @@ def committed(lake: ObjectLake, stage: str) -> list[str]:
 def executed_per_worker(cluster: DaskCluster) -> dict[str, int]:
     with Client(cluster.address, timeout="20s") as client:
         return client.run(lambda dask_worker: dask_worker.state.executed_count)  # type: ignore[no-any-return]
-
-
-@pytest.fixture(scope="session")
-def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
-    with start_moto(tmp_path_factory.mktemp("moto")) as endpoint:
-        yield endpoint
 
 
 @pytest.fixture
