@@ -33,6 +33,18 @@ DATASET, SCHEMA, SYMBOLS, START = "BNCH.CLUSTER", "trades", ["ESH4", "NQH4"], da
 BEGIN, END = "<!-- bench-cluster:begin -->", "<!-- bench-cluster:end -->"
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes (0 for one that is gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Row:
     setup: str
@@ -41,6 +53,7 @@ class Row:
     load_s: float
     records: int
     raw_mb: float
+    helpers_cpu: dict[str, dict[str, float]] | None = None  # stage -> helper -> CPU seconds
 
     def cells(self) -> list[str]:
         rate = self.records / 1e6
@@ -50,13 +63,19 @@ class Row:
                 f"{self.extract_s + self.transform_s + self.load_s:.1f} s"]
 
 
-def measure(setup: str, env: dict[str, str], job: list[str], scheduler: list[str], raw_bytes: int) -> Row:
+def measure(setup: str, env: dict[str, str], job: list[str], scheduler: list[str], raw_bytes: int,
+            helpers: dict[str, list[int]]) -> Row:
+    """Each stage alone, with the CPU time of `helpers` (name -> pids: the gateway, moto, the workers)."""
     print(f"{setup}: extract, transform, load ...", flush=True)
-    extract = hist(env, "stage", "extract", *job, "--yes", *scheduler)
-    transform = hist(env, "stage", "transform", *scheduler)
-    load = hist(env, "stage", "load")
-    return Row(setup, extract.seconds, transform.seconds, load.seconds,
-               count_rows(env["HIST_DATABASE_URL"], "trades_data"), raw_bytes / 1e6)
+    used: dict[str, dict[str, float]] = {}
+    seconds: dict[str, float] = {}
+    for stage, args in (("extract", ["stage", "extract", *job, "--yes", *scheduler]),
+                        ("transform", ["stage", "transform", *scheduler]), ("load", ["stage", "load"])):
+        before = {name: cpu_seconds(pids) for name, pids in helpers.items()}
+        seconds[stage] = hist(env, *args).seconds
+        used[stage] = {name: cpu_seconds(pids) - before[name] for name, pids in helpers.items()}
+    return Row(setup, seconds["extract"], seconds["transform"], seconds["load"],
+               count_rows(env["HIST_DATABASE_URL"], "trades_data"), raw_bytes / 1e6, used)
 
 
 def render(rows: list[Row], days: int, per_day: int) -> str:
@@ -66,6 +85,11 @@ def render(rows: list[Row], days: int, per_day: int) -> str:
              "process start-up.", "",
              "| setup | extract | transform | load | total |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    lines += ["", f"CPU seconds used during each stage by the replay gateway, moto and the Dask workers (the "
+              f"machine has {os.cpu_count()} cores; the `hist` process and TimescaleDB come on top):", ""]
+    lines += [f"- {row.setup}: " + "; ".join(
+        f"{stage}: " + ", ".join(f"{name} {cpu:.1f} s" for name, cpu in by_helper.items())
+        for stage, by_helper in row.helpers_cpu.items()) for row in rows if row.helpers_cpu]
     lines += ["", END]
     return "\n".join(lines)
 
@@ -78,8 +102,8 @@ def write_section(path: Path, section: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--days", type=int, default=6)
-    parser.add_argument("--trades-per-day", type=int, default=400_000, help="per symbol")
+    parser.add_argument("--days", type=int, default=8)
+    parser.add_argument("--trades-per-day", type=int, default=1_000_000, help="per symbol")
     parser.add_argument("--state", type=Path, default=ROOT / ".hist" / "bench-cluster")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "scaling.md")
     args = parser.parse_args()
@@ -106,7 +130,8 @@ def main() -> None:
     rows: list[Row] = []
     try:
         shutil.rmtree(state / "lake", ignore_errors=True)
-        rows.append(measure("local folder, in-process", place("local", str(state / "lake")), job, [], raw_bytes))
+        rows.append(measure("local folder, in-process", place("local", str(state / "lake")), job, [], raw_bytes,
+                            {"gateway": [gateway.pid]}))
         with start_moto(state) as s3:
             worker_env = {**s3.env, "HIST_SCRATCH": str(state / "worker-scratch"),
                           **{k: env[k] for k in ("DATABENTO_API_KEY", "DATABENTO_GATEWAY", "REQUESTS_CA_BUNDLE")}}
@@ -116,7 +141,9 @@ def main() -> None:
                                 HIST_SCRATCH=str(state / "client-scratch"))
                 with start_dask_cluster(worker_env, workers=workers, threads=1) as cluster:
                     label = f"S3 (moto) + {workers} Dask worker{'s' if workers > 1 else ''}"
-                    rows.append(measure(label, run_env, job, ["--scheduler", cluster.address], raw_bytes))
+                    rows.append(measure(label, run_env, job, ["--scheduler", cluster.address], raw_bytes,
+                                        {"gateway": [gateway.pid], "moto": [s3.pid],
+                                         "workers": cluster.worker_pids()}))
     finally:
         gateway.terminate()
         gateway.wait()

@@ -286,6 +286,7 @@ class S3Endpoint:
     env: dict[str, str]
     proxy: TcpProxy
     log_path: Path
+    pid: int
 
     @property
     def proxy_url(self) -> str:
@@ -345,7 +346,7 @@ def start_moto(log_dir: Path) -> Iterator[S3Endpoint]:
             "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
             "AWS_DEFAULT_REGION": REGION,
         }
-        yield S3Endpoint(url=url, env=env, proxy=proxy, log_path=log_path)
+        yield S3Endpoint(url=url, env=env, proxy=proxy, log_path=log_path, pid=process.pid)
     finally:
         if proxy is not None:
             proxy.close()
