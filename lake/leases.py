@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lake.errors import HistError, TransientError
+from lake.errors import TransientError
 from lake.formats import Stage
 from lake.paths import lease_prefix
 
@@ -96,15 +96,16 @@ class Leases:
                 first_seen = generation
                 time.sleep(min(POLL_SECONDS, max(0.0, state["expires"] - time.time()) + 0.05))
                 continue
-            if self._create(prefix, generation + 1, released=False):
-                return _Held(prefix, generation + 1, time.time() + self.seconds)
+            expires = time.time() + self.seconds  # what the lease says, not when the store answered
+            if self._create(prefix, generation + 1, expires):
+                return _Held(prefix, generation + 1, expires)
 
     def _renew(self, held: _Held) -> None:
         while not held.stop.wait(self.seconds / 3):
             renewed_until = time.time() + self.seconds
             try:
-                renewed = self._create(held.prefix, held.generation + 1, released=False)
-            except HistError as exc:  # the store is unreachable: the lease will lapse, so stop relying on it
+                renewed = self._create(held.prefix, held.generation + 1, renewed_until)
+            except Exception as exc:  # the store is unreachable or refuses: the lease will lapse
                 renewed = False
                 log.warning("cannot renew the lease %s: %s", held.prefix, exc)
             if not renewed:
@@ -115,16 +116,14 @@ class Leases:
             held.expires = renewed_until
 
     def _release(self, held: _Held) -> None:
-        """Best effort: a lease that cannot be released lapses by itself."""
-        try:
-            if held.lost or not self._create(held.prefix, held.generation + 1, released=True):
-                return
-        except HistError as exc:
-            log.warning("cannot release the lease %s (it lapses in %g s): %s", held.prefix, self.seconds, exc)
+        """Best effort: a lease that cannot be released lapses by itself. Old generations are never
+        deleted: a number that could be created again would let a late renewal win a second time."""
+        if held.lost:
             return
-        released = f"{held.generation + 1:010d}.json"
-        with contextlib.suppress(Exception):  # removing older generations only keeps listings short
-            self.lake.delete([f"{held.prefix}/{k}" for k in self.lake.list_after(held.prefix) if k < released])
+        try:
+            self._create(held.prefix, held.generation + 1, None)
+        except Exception as exc:
+            log.warning("cannot release the lease %s (it lapses in %g s): %s", held.prefix, self.seconds, exc)
 
     def _current(self, prefix: str) -> tuple[int, dict[str, Any] | None]:
         keys = [k for k in self.lake.list_after(prefix) if k.endswith(".json")]
@@ -136,6 +135,8 @@ class Leases:
         except FileNotFoundError:  # released and cleaned up between list and read
             return int(top.removesuffix(".json")), {"released": True}
 
-    def _create(self, prefix: str, generation: int, released: bool) -> bool:
-        body = {"owner": self.owner, "expires": 0 if released else time.time() + self.seconds, "released": released}
+    def _create(self, prefix: str, generation: int, expires: float | None) -> bool:
+        """Create generation `generation`: held until `expires`, or released (None)."""
+        body = {"owner": self.owner, "expires": expires or 0, "released": expires is None,
+                "nonce": uuid.uuid4().hex}  # lets a retried create recognise its own object
         return self.lake.create(f"{prefix}/{generation:010d}.json", json.dumps(body).encode())

@@ -21,6 +21,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
 from pydantic import ValidationError
 
 from lake.formats import ChunkSpec, FileRef, ManifestEvent, Stage
@@ -49,9 +51,11 @@ class Manifest(ABC):
     def written(self) -> bool:
         """False for a lake nothing has been recorded in yet."""
 
-    @abstractmethod
-    def duckdb_source(self) -> str:
-        """A DuckDB table expression reading every event (the lake's filesystem attached)."""
+    def duckdb_source(self, con: duckdb.DuckDBPyConnection) -> str:
+        """A table expression for every event in the DuckDB session `con`: by default the events read
+        here, as Arrow (one schema for all of them, whatever keys each event's counts have)."""
+        con.register("manifest_events", pa.Table.from_pylist([e.model_dump() for e in self.events()]))
+        return "manifest_events"
 
     def record(
         self,
@@ -91,8 +95,10 @@ class Manifest(ABC):
     def events(self) -> Iterator[ManifestEvent]:
         """Every readable event, in order."""
         with self._read_lock:
-            self._events.extend(self._read_new())
-        yield from list(self._events)
+            new = self._read_new()  # may start over (a replaced log) before adding to what was read
+            self._events.extend(new)
+            snapshot = list(self._events)
+        yield from snapshot
 
     def latest(self, stage: Stage, status: str = "committed") -> dict[str, ManifestEvent]:
         """The newest event of one stage and status per chunk id, in log order."""
@@ -110,7 +116,7 @@ class JsonlManifest(Manifest):
         self._identity: tuple[int, int] | None = None
 
     def _restart(self, identity: tuple[int, int]) -> None:
-        self._events.clear()
+        self._events = []
         self._offset = self._lines = 0
         self._identity = identity
 
@@ -123,7 +129,8 @@ class JsonlManifest(Manifest):
     def written(self) -> bool:
         return self.path.exists()
 
-    def duckdb_source(self) -> str:
+    def duckdb_source(self, con: duckdb.DuckDBPyConnection) -> str:
+        """The log itself, as a plain DuckDB session reads it (see the README)."""
         quoted = str(self.path).replace("'", "''")
         return f"read_json('{quoted}', format='newline_delimited', ignore_errors=true)"
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager, suppress
-from functools import cached_property
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,33 +28,59 @@ from lake.storage import Lake
 if TYPE_CHECKING:
     import duckdb
 
-    from lake.leases import Leases
     from lake.manifest import Manifest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 NOT_TRANSIENT = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+TRANSIENT_STATUS = {408, 409, 429}  # besides 5xx: a timeout, a conflicting concurrent request, throttling
 
 
 class LakeUnavailable(TransientError):
     """The object store did not answer within the retry budget."""
 
 
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status of the store's answer behind an s3fs error (s3fs translates botocore's
+    ClientError into OSError subclasses and keeps it as the cause)."""
+    import botocore.exceptions
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, botocore.exceptions.ClientError):
+            status = seen.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return int(status) if status else None
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """412 to a conditional create: the object exists (some stores say so without naming the condition,
+    which s3fs then raises as a plain OSError rather than FileExistsError)."""
+    return isinstance(exc, FileExistsError) or _http_status(exc) == 412
+
+
 def _transient(exc: BaseException) -> bool:
-    """Connection failures, timeouts and the store's 5xx (s3fs raises those as OSError); not missing
-    credentials, a missing object or a refusal."""
+    """Connection failures, timeouts, throttling and the store's 5xx; not missing credentials, a missing
+    object, an existing one or any other refusal (4xx), which retrying cannot change."""
     import botocore.exceptions
 
     if isinstance(exc, NOT_TRANSIENT):
         return False
+    status = _http_status(exc)
+    if status is not None:
+        return (status >= 500 and status != 501) or status in TRANSIENT_STATUS  # 501: not implemented, ever
     return isinstance(exc, OSError | botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError
                       | TimeoutError)
 
 
 class ObjectLake(Lake):
     def __init__(self, url: str, fs: Any, root: str, scratch_root: Path, retry_seconds: float) -> None:
-        super().__init__(url, fs, root, scratch_root)
+        from lake.leases import Leases
+
         self.retry_seconds = retry_seconds
+        super().__init__(url, fs, root, scratch_root)
+        self.leases = Leases(self, float(os.environ.get("HIST_LEASE_SECONDS", "60")))
 
     @classmethod
     def from_url(cls, url: str) -> ObjectLake:
@@ -66,13 +92,14 @@ class ObjectLake(Lake):
         root = url.removeprefix("s3://").strip("/")
         if not root:
             raise ConfigError(f"lake {url}: name a bucket, as in s3://bucket/prefix")
-        scratch = os.environ.get("HIST_SCRATCH") or str(
-            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hist" / "scratch"
-            / hashlib.sha256(url.encode()).hexdigest()[:16])
+        # one folder per lake, so lakes sharing HIST_SCRATCH never see each other's locks
+        scratch = Path(os.environ.get("HIST_SCRATCH") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home()
+                                                                / ".cache") / "hist" / "scratch")
         # botocore and s3fs would each retry again inside every attempt: one budget (`call`) is clearer
-        fs = s3fs.S3FileSystem(skip_instance_cache=True, config_kwargs={"retries": {"max_attempts": 1}})
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, config_kwargs={"retries": {"total_max_attempts": 1}})
         fs.retries = 1
-        return cls(url, fs, root, Path(scratch), float(os.environ.get("HIST_S3_RETRY_SECONDS", "60")))
+        return cls(url, fs, root, scratch / hashlib.sha256(url.encode()).hexdigest()[:16],
+                   float(os.environ.get("HIST_S3_RETRY_SECONDS", "30")))
 
     def call(self, what: str, relative: str, operation: Callable[[], T]) -> T:
         """Run one storage call, retrying transient failures within the lake's retry budget."""
@@ -87,13 +114,13 @@ class ObjectLake(Lake):
 
         try:
             return retrying(operation)
-        except botocore.exceptions.BotoCoreError as exc:  # no credentials, a bad endpoint url, ...
-            if not _transient(exc):
-                raise ConfigError(f"lake {self.url}: {what} {relative}: {_one_line(exc)}") from exc
-            raise LakeUnavailable(self._still_failing(what, relative, exc)) from exc
+        except (FileNotFoundError, FileExistsError):
+            raise  # answers, not failures: the callers decide
         except Exception as exc:
             if _transient(exc):
                 raise LakeUnavailable(self._still_failing(what, relative, exc)) from exc
+            if isinstance(exc, botocore.exceptions.BotoCoreError | OSError):  # no credentials, refused, ...
+                raise ConfigError(f"lake {self.url}: {what} {relative}: {_one_line(exc)}") from exc
             raise
 
     def _still_failing(self, what: str, relative: str, exc: BaseException) -> str:
@@ -109,37 +136,64 @@ class ObjectLake(Lake):
         """One PUT (multipart above s3fs's part size, completed conditionally): the object appears
         whole or not at all. Content-addressed, so an object already there holds these very bytes."""
         def upload() -> None:
-            with suppress(FileExistsError):
+            try:
                 self.fs.put_file(str(temp), self.key(relative), mode="create")
+            except OSError as exc:
+                if not _precondition_failed(exc):
+                    raise
         self.call("write", relative, upload)
 
     def create(self, relative: str, data: bytes) -> bool:
-        """Create an object only if there is none (If-None-Match: *): False when another writer has."""
+        """Create an object only if there is none (If-None-Match: *): False when another writer has.
+        A create whose answer was lost and that is retried meets its own object: `data` always holds
+        a nonce (an event id, a lease owner and expiry), so finding the very same bytes means it is
+        ours."""
         def create_once() -> bool:
             try:
                 self.fs.pipe_file(self.key(relative), data, mode="create")
-            except FileExistsError:
+            except OSError as exc:
+                if not _precondition_failed(exc):
+                    raise
                 return False
             return True
-        return self.call("create", relative, create_once)
+        if self.call("create", relative, create_once):
+            return True
+        try:
+            return self.read_bytes(relative) == data
+        except FileNotFoundError:
+            return False
+
+    def check_writable(self) -> str:
+        """Besides writing: the store must refuse a second create of one key (If-None-Match: *), or two
+        writers could both commit the same manifest number or hold the same lease."""
+        written = super().check_writable()
+        key = f"tmp/doctor-{uuid.uuid4().hex}"
+        first, second = self.create(key, b"first"), self.create(key, b"second")
+        self.delete([key])
+        if not first or second:
+            raise ConfigError(f"lake {self.url}: the store does not honour If-None-Match: * on PUT; hist needs "
+                              "conditional writes (AWS S3, MinIO, R2 have them)")
+        return f"{written}, and refuses a second create of one key"
 
     def delete(self, relatives: list[str]) -> None:
         if relatives:
             self.call("delete", relatives[0], lambda: self.fs.rm([self.key(r) for r in relatives]))
 
-    def list_after(self, prefix: str, after: str = "") -> list[str]:
+    def list_after(self, prefix: str, after: str = "", limit: int | None = None) -> list[str]:
         """Keys under `prefix` sorted, those after `after` only (S3 lists in key order, so a reader of
-        an append-only folder lists only what is new)."""
+        an append-only folder lists only what is new); at most about `limit` of them."""
         def listing() -> list[str]:
             bucket, _, base = self.key(prefix).partition("/")
             kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": base + "/"}
             if after:
                 kwargs["StartAfter"] = f"{base}/{after}"
+            if limit:
+                kwargs["MaxKeys"] = limit
             keys: list[str] = []
             while True:
                 page = self.fs.call_s3("list_objects_v2", **kwargs)
                 keys += [item["Key"].removeprefix(base + "/") for item in page.get("Contents", [])]
-                if not page.get("IsTruncated"):
+                if not page.get("IsTruncated") or (limit and len(keys) >= limit):
                     return keys
                 kwargs["ContinuationToken"] = page["NextContinuationToken"]
         return self.call("list", prefix, listing)
@@ -163,12 +217,6 @@ class ObjectLake(Lake):
 
     def attach(self, con: duckdb.DuckDBPyConnection) -> None:
         con.register_filesystem(self.fs)
-
-    @cached_property
-    def leases(self) -> Leases:
-        from lake.leases import Leases
-
-        return Leases(self, float(os.environ.get("HIST_LEASE_SECONDS", "30")))
 
     def lock(self, stage: Stage, chunk_id: str) -> AbstractContextManager[bool]:
         """The local lock (other processes sharing this scratch folder), then the chunk's lease in the

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,10 @@ from lake.storage import Lake
 
 @contextlib.contextmanager
 def chunk_scratch(lake: Lake, stage: Stage, chunk_id: str) -> Iterator[Path]:
-    """A clean scratch folder for one chunk, removed afterwards. Call it holding the chunk's lock."""
+    """A clean scratch folder for one chunk, removed afterwards. Call it holding the chunk's lock.
+    The first one of a stage in a process (a run here, or a cluster worker) sweeps what dead
+    processes left."""
+    _sweep_once(lake, stage)
     folder = lake.tmp / stage / chunk_id
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -26,6 +30,18 @@ def chunk_scratch(lake: Lake, stage: Stage, chunk_id: str) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+_swept: set[tuple[str, str]] = set()
+_swept_lock = threading.Lock()
+
+
+def _sweep_once(lake: Lake, stage: Stage) -> None:
+    with _swept_lock:
+        if (lake.url, stage) in _swept:
+            return
+        _swept.add((lake.url, stage))
+    sweep(lake, stage)
 
 
 def sweep(lake: Lake, stage: Stage) -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import functools
 import os
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -41,6 +41,7 @@ class Lake(ABC):
         self.fs = fs
         self.root = root
         self.scratch_root = scratch_root
+        self._manifest = self._new_manifest()  # made here, not lazily: worker threads share it
 
     def __reduce__(self) -> tuple[Callable[[str], Lake], tuple[str]]:
         """A lake travels to cluster workers as its url; each process opens (and caches) its own."""
@@ -101,11 +102,9 @@ class Lake(ABC):
 
     @abstractmethod
     def lock(self, stage: Stage, chunk_id: str) -> AbstractContextManager[bool]:
-        """True while this process may work on the chunk; False at once if another one does."""
-
-    @cached_property
-    def _manifest(self) -> Manifest:
-        return self._new_manifest()
+        """True while this process may work on the chunk; False if another one does (at once for a
+        local lake; on an object store after up to a third of a lease period, the time it takes to tell
+        a live holder, which renews its lease, from a dead one)."""
 
     def manifest(self) -> Manifest:
         """The lake's manifest, one per lake and process: its reads are incremental, so the chunk
@@ -121,6 +120,17 @@ class Lake(ABC):
 
     def ensure(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def check_writable(self) -> str:
+        """Write and remove a probe file (`hist doctor`); what was checked, or an error."""
+        name = f"doctor-{uuid.uuid4().hex}"
+        probe = self.tmp / name
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        self.put(probe, f"tmp/{name}")
+        self.delete([f"tmp/{name}"])
+        probe.unlink(missing_ok=True)
+        return f"{self.url} is writable"
 
 
 class LocalLake(Lake):
@@ -138,6 +148,9 @@ class LocalLake(Lake):
 
     def local_file(self, relative: str, scratch: Path) -> Path:
         return self.path / relative
+
+    def open_input(self, relative: str) -> IO[bytes]:
+        return open(self.path / relative, "rb")
 
     def uri(self, relative: str) -> str:
         return str(self.path / relative)

@@ -10,7 +10,7 @@ from functools import partial
 from lake.errors import HistError, TerminalError
 from lake.formats import ChunkSpec, ManifestEvent
 from lake.manifest import Manifest
-from lake.scratch import chunk_scratch, sweep
+from lake.scratch import chunk_scratch
 from lake.storage import Lake
 from lake.workers import chunk_workers, committed_only
 from stages.extract.base import BaseAdapter, CostEstimate
@@ -56,7 +56,6 @@ def run_extract(adapter: BaseAdapter, lake: Lake, chunks: list[ChunkSpec], *, ma
     `scheduler`), or through a batch job when `batch` says so."""
     cost, batch = cost or CostPolicy(), batch or BatchPolicy()
     lake.ensure()
-    sweep(lake, "extract")
     manifest = lake.manifest()
     committed = manifest.latest("extract")
     todo = [c for c in chunks if force or c.chunk_id not in committed]

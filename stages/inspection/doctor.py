@@ -5,7 +5,6 @@ lake's tmp folder, and the API key and database password are never shown."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ def run_checks(config_path: Path, lake_url: str, database_url: str | None) -> It
                 f"{config.api.key_env_var} is not set: export your Databento API key in it")
     yield _probe("gateway", lambda: _gateway(config, key))
     yield _probe("database", lambda: _database(database_url))
-    yield _probe("lake", lambda: _lake_writable(open_lake(lake_url)))
+    yield _probe("lake", lambda: open_lake(lake_url).check_writable())
     yield _probe("manifest", lambda: _manifest(open_lake(lake_url)))
 
 
@@ -79,17 +78,6 @@ def _database(database_url: str | None) -> str:
         raise HistError(f"timescaledb {row[0]}, but {len(pending)} migrations to apply ({', '.join(pending)}):"
                         " run hist db init")
     return f"{mask_dsn(database_url)}: timescaledb {row[0]}, migrations current"
-
-
-def _lake_writable(lake: Lake) -> str:
-    name = f"doctor-{uuid.uuid4().hex}"
-    probe = lake.tmp / name
-    probe.parent.mkdir(parents=True, exist_ok=True)
-    probe.write_bytes(b"ok")
-    lake.put(probe, f"tmp/{name}")
-    lake.delete([f"tmp/{name}"])
-    probe.unlink(missing_ok=True)
-    return f"{lake.url} is writable"
 
 
 def _manifest(lake: Lake) -> str:

@@ -32,7 +32,7 @@ def lake_connection(lake: Lake) -> duckdb.DuckDBPyConnection:
     lake.attach(con)
     manifest = lake.manifest()
     if manifest.written():
-        con.execute(f"CREATE VIEW manifest AS SELECT * FROM {manifest.duckdb_source()} WHERE stage IS NOT NULL")
+        con.execute(f"CREATE VIEW manifest AS SELECT * FROM {manifest.duckdb_source(con)} WHERE stage IS NOT NULL")
         con.execute(
             "CREATE VIEW raw_files AS SELECT chunk_id, chunk.dataset AS dataset, chunk.source_schema AS schema,"
             " f.path, f.sha256, f.bytes, f.records, created_at FROM (SELECT chunk_id, chunk, created_at,"

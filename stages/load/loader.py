@@ -109,14 +109,21 @@ class TimescaleLoader:
     def _copy(self, kind: RecordKind, event: ManifestEvent, load_id: int, dedupe: bool) -> int:
         standardized = event.file("standardized")
         assert standardized is not None
-        # no read-ahead: a chunk of any size streams through one row group at a time
-        parquet = pq.ParquetFile(self.lake.open_input(standardized.path), pre_buffer=False)
-        names = [*parquet.schema_arrow.names, "load_id"]
-        target = sql.Identifier(kind.table)
+        with self.lake.open_input(standardized.path) as source:
+            # no read-ahead: a chunk of any size streams through one row group at a time
+            parquet = pq.ParquetFile(source, pre_buffer=False)
+            names = [*parquet.schema_arrow.names, "load_id"]
+            target = sql.Identifier(kind.table)
+            if dedupe:
+                self.conn.execute(sql.SQL("CREATE TEMP TABLE hist_staging (LIKE {t}) ON COMMIT DROP").format(
+                    t=target))
+                target = sql.Identifier("hist_staging")
+            rows = self._copy_rows(parquet, target, names, load_id)
         if dedupe:
-            self.conn.execute(sql.SQL("CREATE TEMP TABLE hist_staging (LIKE {t}) ON COMMIT DROP").format(
-                t=target))
-            target = sql.Identifier("hist_staging")
+            rows = self._insert_new_from_staging(kind, names, event)
+        return rows
+
+    def _copy_rows(self, parquet: pq.ParquetFile, target: sql.Identifier, names: list[str], load_id: int) -> int:
         columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         rows = 0
         encoder: pgpq.ArrowToPostgresBinaryEncoder | None = None
@@ -132,8 +139,6 @@ class TimescaleLoader:
                 rows += batch.num_rows
             if encoder is not None:
                 copy.write(encoder.finish())
-        if dedupe:
-            rows = self._insert_new_from_staging(kind, names, event)
         return rows
 
     def _insert_new_from_staging(self, kind: RecordKind, names: list[str], event: ManifestEvent) -> int:

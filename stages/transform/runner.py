@@ -19,7 +19,7 @@ from lake.errors import ChunkFailed
 from lake.formats import FileRef, ManifestEvent
 from lake.manifest import Manifest
 from lake.paths import table_key
-from lake.scratch import chunk_scratch, sweep
+from lake.scratch import chunk_scratch
 from lake.storage import Lake
 from lake.workers import chunk_workers, committed_only
 from schemas.mappings import MappingConfig, Rules
@@ -93,7 +93,6 @@ def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None
     lets the chunks in hand finish."""
     manifest = settings.lake.manifest()
     report = TransformReport()
-    sweep(settings.lake, "transform")
     todo = pending(manifest, settings.rules_version, chunk_ids, retry_failed=retry_failed, redo=redo)
     largest = max((e.records.get("records", 0) for e in todo), default=0)
     # Small chunks overlap their fixed costs; a large one gets the memory budget to itself.

@@ -60,13 +60,16 @@ def test_sigkill_at_random_points_ends_equal_to_an_uninterrupted_run(
     gateway.faults({"kind": "slow", "delay": 0.25, "count": 10_000})
     kills = {"extract": 0, "transform": 0, "load": 0}
     stages = {"extract": ["stage", "extract", *JOB], "transform": ["stage", "transform"], "load": ["stage", "load"]}
-    started = time.monotonic()
+    started, extracted = time.monotonic(), False
     for _ in range(60):
         if sum(kills.values()) >= MIN_KILLS and min(kills.values()) >= 5:
             break
         for stage, args in stages.items():
-            if kills[stage] < 9 and run_until_killed(args, hist.env, rng.uniform(0.6, 1.8)):
-                kills[stage] += 1
+            if kills[stage] < 9:
+                kills[stage] += run_until_killed(args, hist.env, rng.uniform(0.6, 1.8))
+            elif stage == "extract" and not extracted:  # enough extract kills: the rest lands, so that
+                hist(*args)                                  # transform and load still have work to be killed in
+                extracted = True
     for args in stages.values():  # finish the job
         hist(*args)
 

@@ -17,6 +17,7 @@ import pytest
 from distributed import Client
 
 from lake.formats import ChunkSpec
+from lake.leases import LeaseLost
 from lake.object_lake import ObjectLake
 from lake.object_manifest import ObjectManifest
 from lake.paths import MANIFEST_EVENTS
@@ -278,3 +279,31 @@ def mid_run(runner: HistRunner, args: list[str], lake: ObjectLake, outage: Calla
     outage()
     stdout, stderr = process.communicate(timeout=180)
     return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+
+
+def test_create_retried_after_a_lost_answer_recognises_its_own_object(s3_env: S3Endpoint) -> None:
+    lake = ObjectLake.from_url(f"s3://{s3_env.new_bucket('hist-own')}/lake")
+
+    first = lake.create("manifest/events/000000000001.json", b'{"event_id": "ours"}')
+    again = lake.create("manifest/events/000000000001.json", b'{"event_id": "ours"}')  # our answer was lost
+    other = lake.create("manifest/events/000000000001.json", b'{"event_id": "theirs"}')
+
+    assert (first, again, other) == (True, True, False)
+
+
+def test_worker_that_lost_its_lease_cannot_commit(s3_env: S3Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HIST_LEASE_SECONDS", "1")
+    lake = ObjectLake.from_url(f"s3://{s3_env.new_bucket('hist-lost')}/lake")
+    chunk = ChunkSpec(dataset=DATASET, schema="trades", source_schema="trades", stype_in="raw_symbol",
+                      symbols=("ESH4",), start=datetime(2024, 3, 4, tzinfo=UTC), end=datetime(2024, 3, 5, tzinfo=UTC))
+    taken_over = lake.leases._create  # another worker wins every renewal from now on
+
+    with lake.lock("transform", chunk.chunk_id) as locked:
+        monkeypatch.setattr(lake.leases, "_create", lambda *args: False)
+        time.sleep(1.2)
+        with pytest.raises(LeaseLost, match="lapsed and another worker took it over"):
+            lake.manifest().record("transform", chunk)
+        monkeypatch.setattr(lake.leases, "_create", taken_over)
+
+    assert locked
+    assert committed(lake, "transform") == []
