@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lake.formats import Stage
-from lake.locks import try_lock
+from lake.locks import remove_unless_locked
 from lake.storage import Lake
 
 
@@ -51,6 +51,4 @@ def sweep(lake: Lake, stage: Stage) -> None:
     if not root.is_dir():
         return
     for folder in root.iterdir():
-        with try_lock(lake.lock_file(stage, folder.name)) as locked:
-            if locked:
-                shutil.rmtree(folder, ignore_errors=True)
+        remove_unless_locked(lake.lock_file(stage, folder.name), folder)

@@ -285,8 +285,9 @@ def _print_extract(r: ExtractReport, dry_run: bool = False) -> None:
         return
     out.print(f"cost: {e.chunks} chunks to download, {e.records:,} records, {e.bytes:,} bytes, {usd(e.usd)}")
     reused = f", {len(r.reused)} reusing bytes already bought" if r.reused else ""
+    busy = f", {len(r.busy)} left to the process that holds them" if r.busy else ""
     out.print(f"extract: {len(r.extracted)} chunks ({r.records:,} records, {r.bytes:,} bytes), "
-              f"{len(r.skipped)} already in the lake{reused}, {len(r.failed)} failed")
+              f"{len(r.skipped)} already in the lake{reused}{busy}, {len(r.failed)} failed")
     for chunk_id, reason in r.failed.items():
         typer.echo(f"error: chunk {chunk_id}: {reason}", err=True)
 

@@ -39,6 +39,7 @@ class CostLimitExceeded(TerminalError):
 class ExtractReport:
     extracted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # held by another process, not done by this run
     reused: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     records: int = 0
@@ -103,8 +104,10 @@ def run_extract(adapter: BaseAdapter, lake: Lake, chunks: list[ChunkSpec], *, ma
             raw = outcome.file("raw")
             report.records += raw.records if raw else 0
             report.bytes += raw.bytes if raw else 0
+        elif outcome is None and chunk_id in manifest.latest("extract"):
+            report.skipped.append(chunk_id)  # committed by another process meanwhile
         elif outcome is None:
-            report.skipped.append(chunk_id)
+            report.busy.append(chunk_id)
         else:
             report.failed[chunk_id] = outcome
     log.info("extract finished: %d extracted, %d failed", len(report.extracted), len(report.failed),

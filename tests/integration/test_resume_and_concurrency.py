@@ -75,4 +75,7 @@ def test_two_extractors_at_once_request_each_chunk_once(hist: HistRunner, gatewa
     outputs = [p.communicate(timeout=300) for p in extractors]
 
     assert [p.returncode for p in extractors] == [0, 0], outputs
+    lines = [next(line for line in out.splitlines() if line.startswith("extract:")) for out, _ in outputs]
+    assert sum(int(line.split()[1]) for line in lines) == 2, lines  # each chunk by one of them, told by both
+    assert all("already in the lake" in line or "left to the process that holds them" in line for line in lines)
     assert sorted(r["params"]["start"][:10] for r in gateway.requests()) == ["2024-01-02", "2024-01-03"]  # type: ignore[index]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from lake import locks
 from lake.atomic import commit_file
 from lake.formats import ChunkSpec
 from lake.locks import try_lock
@@ -92,6 +96,32 @@ def test_sweep_given_folders_left_after_a_commit_removes_those_nobody_holds(tmp_
         sweep(lake, "transform")
 
     assert sorted(p.name for p in (lake.tmp / "transform").iterdir()) == ["busy"]
+
+
+def test_sweep_in_one_thread_never_makes_another_thread_skip_its_chunk(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's first chunk sweeps dead scratch folders while its other worker threads take their chunks'
+    locks: a chunk whose folder is being swept must not look held by another process (it was skipped,
+    and a resumed ingest lost that day)."""
+    lake = open_lake(tmp_path)
+    (lake.tmp / "extract" / "left-by-a-kill").mkdir(parents=True)
+    sweeping, rmtree = threading.Event(), shutil.rmtree
+
+    def slow_rmtree(path: Path, ignore_errors: bool = False) -> None:
+        sweeping.set()
+        time.sleep(0.3)  # the sweep holds the chunk's lock while it removes the folder
+        rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(locks.shutil, "rmtree", slow_rmtree)
+    sweeper = threading.Thread(target=sweep, args=(lake, "extract"))
+    sweeper.start()
+    assert sweeping.wait(5)
+    with try_lock(lake.lock_file("extract", "left-by-a-kill")) as locked:
+        held_here = locked
+    sweeper.join()
+
+    assert held_here
+    assert not (lake.tmp / "extract" / "left-by-a-kill").exists()
 
 
 def test_manifest_given_concurrent_writers_keeps_every_line(tmp_path: Path) -> None:
