@@ -1,9 +1,9 @@
 """RuleEngine: compiles the YAML mapping and validation rules into DuckDB SQL.
 
 Nothing here knows a schema by name: a new column, conversion, rule or derived bar size is a YAML
-change. The SQL runs over two relations the transform registers: `src` (the DBN records, one column
-per field, plus `rec_seq`, the record's position in the file) and `sym` (the response's symbology:
-instrument_id, [start_ns, end_ns), symbol, raw_symbol)."""
+change. The SQL runs over two relations the transform registers: `batch` (one Arrow batch of the DBN
+records, one column per field, plus `rec_seq`, the record's position in the file; read as `src`) and
+`sym` (the response's symbology: instrument_id, [start_ns, end_ns), symbol, raw_symbol)."""
 
 from __future__ import annotations
 
@@ -86,15 +86,18 @@ DERIVED_BAR_RULE = "derived_bar_complete"
 
 @dataclass(frozen=True)
 class CompiledTransform:
-    """The SQL for one chunk. `setup` runs first, in order: it materializes `mapped` (standardized
-    columns, `rec_seq`, an identity hash; records failing the schema's named filter are left out),
-    `dups` (the occurrence number of records whose identity repeats, which is rare, so the window
-    runs over few rows) and the `checked` view (adds `dup_ordinal` and `passed`); derived bars add
-    `bucketed` and `bad_buckets` (buckets holding a quarantined source bar). `standardized`,
-    `quarantine` and `warnings` read them; failed rule names are listed only for rows that failed, and warnings
-    counted only on rows that are stored.
+    """The SQL for one chunk. `rows` maps one Arrow batch of DBN records (`batch`) to standardized
+    columns, `rec_seq`, an identity hash and each record's verdicts (`passed` the quarantine rules,
+    `warn_ok` the warn rules); records failing the schema's named filter are left out. The transform
+    appends every batch to the `mapped` table through it, so each record is converted and checked
+    once. `setup` then runs in order: `dups` (the occurrence number of records whose identity repeats,
+    which is rare, so the window runs over few rows) and the `checked` view (adds `dup_ordinal`);
+    derived bars add `bucketed` and `bad_buckets` (buckets holding a quarantined source bar).
+    `standardized`, `quarantine` and `warnings` read them; failed rule names are listed only for rows
+    that failed, and warnings counted only on rows that are stored.
     `source_counts`, for derived bars, gives the source bars used and those in quarantined buckets."""
 
+    rows: str
     setup: tuple[str, ...]
     standardized: str
     quarantine: str
@@ -119,37 +122,36 @@ class RuleEngine:
         )
         index_ts = f"src.{quoted(kind.index_ts)}"
         where = f"WHERE {schema_mapping.filter.keep_if}" if schema_mapping.filter else ""
-        mapped = (  # `sym` holds non-overlapping intervals, so the join matches at most once
-            f"CREATE TEMP TABLE mapped AS SELECT *, hash({', '.join(quoted(c) for c in kind.identity)})"
-            f" AS identity_hash FROM (\n SELECT {select},\n  src.rec_seq AS rec_seq\n FROM src LEFT JOIN sym"
-            f" ON sym.instrument_id = src.instrument_id AND {index_ts} >= sym.start_ns AND {index_ts} < sym.end_ns\n"
-            f" {where})")
-        dups = ("CREATE TEMP TABLE dups AS SELECT rec_seq, CAST(row_number() OVER (PARTITION BY identity_hash"
-                " ORDER BY rec_seq) - 1 AS INTEGER) AS dup_ordinal FROM mapped WHERE identity_hash IN"
-                " (SELECT identity_hash FROM mapped GROUP BY 1 HAVING count(*) > 1)")
         rules = self.rules.by_kind.get(schema_mapping.record, [])
         quarantine_rules = [r for r in rules if r.severity == "quarantine"]
         warn_rules = [r for r in rules if r.severity == "warn"]
-        checked = (f"CREATE TEMP VIEW checked AS SELECT m.* EXCLUDE (identity_hash), coalesce(d.dup_ordinal, 0)"
-                   f" AS dup_ordinal, {self._passes(quarantine_rules, start_ns, end_ns)} AS passed"
-                   f" FROM mapped m LEFT JOIN dups d USING (rec_seq)")
+        rows = (  # `sym` holds non-overlapping intervals, so the join matches at most once
+            f"SELECT *, hash({', '.join(quoted(c) for c in kind.identity)}) AS identity_hash,"
+            f" {self._passes(quarantine_rules, start_ns, end_ns)} AS passed,"
+            f" {self._passes(warn_rules, start_ns, end_ns)} AS warn_ok FROM (\n SELECT {select},\n"
+            f"  src.rec_seq AS rec_seq\n FROM batch AS src LEFT JOIN sym ON sym.instrument_id = src.instrument_id"
+            f" AND {index_ts} >= sym.start_ns AND {index_ts} < sym.end_ns\n {where})")
+        dups = ("CREATE TEMP TABLE dups AS SELECT rec_seq, CAST(row_number() OVER (PARTITION BY identity_hash"
+                " ORDER BY rec_seq) - 1 AS INTEGER) AS dup_ordinal FROM mapped WHERE identity_hash IN"
+                " (SELECT identity_hash FROM mapped GROUP BY 1 HAVING count(*) > 1)")
+        checked = ("CREATE TEMP VIEW checked AS SELECT m.* EXCLUDE (identity_hash, warn_ok), coalesce(d.dup_ordinal, 0)"
+                   " AS dup_ordinal FROM mapped m LEFT JOIN dups d USING (rec_seq)")
         out = ", ".join(quoted(c) for c in (*kind.columns, "dup_ordinal"))
         failed = self._failed(quarantine_rules, start_ns, end_ns)
         quarantined_sources = (f"SELECT {out}, failed_rules[1] AS rule, failed_rules, CAST(NULL AS VARCHAR) AS detail,"
                                f" rec_seq FROM (SELECT *, {failed} AS failed_rules FROM checked WHERE NOT passed)")
         warnings = (f"SELECT rule, count(*) AS n FROM (SELECT unnest({self._failed(warn_rules, start_ns, end_ns)})"
-                    f" AS rule FROM checked WHERE passed AND NOT {self._passes(warn_rules, start_ns, end_ns)})"
-                    " GROUP BY rule ORDER BY rule")
+                    " AS rule FROM mapped WHERE passed AND NOT warn_ok) GROUP BY rule ORDER BY rule")
         if not schema_mapping.resample_seconds:
             return CompiledTransform(
-                setup=(mapped, dups, checked), standardized=f"SELECT {out} FROM checked WHERE passed",
+                rows=rows, setup=(dups, checked), standardized=f"SELECT {out} FROM checked WHERE passed",
                 quarantine=f"{quarantined_sources} ORDER BY rec_seq", warnings=warnings)
         return self._derived(kind, schema_mapping.resample_seconds, schema_mapping.interval or "",
-                             (mapped, dups, checked), quarantined_sources, warnings)
+                             rows, (dups, checked), quarantined_sources, warnings)
 
     @staticmethod
-    def _derived(kind: RecordKind, seconds: int, interval: str, setup: tuple[str, ...], quarantined_sources: str,
-                 warnings: str) -> CompiledTransform:
+    def _derived(kind: RecordKind, seconds: int, interval: str, rows: str, setup: tuple[str, ...],
+                 quarantined_sources: str, warnings: str) -> CompiledTransform:
         """Clock-aligned bars of `seconds` built from every source bar of their bucket, or none: a
         bucket holding a quarantined source bar goes to quarantine whole, as a bar under
         DERIVED_BAR_RULE whose `detail` names the quarantined minutes (beside the source bars
@@ -190,7 +192,7 @@ class RuleEngine:
                       " AS failed_rules, 'quarantined source bars: ' || any_value(missing) AS detail,"
                       f" min(rec_seq) AS rec_seq FROM bucketed JOIN bad_buckets USING ({bucket_key}) GROUP BY {group}")
         return CompiledTransform(
-            setup=(*setup, bucketed, bad), standardized=standardized,
+            rows=rows, setup=(*setup, bucketed, bad), standardized=standardized,
             quarantine=f"SELECT * FROM ({quarantined_sources} UNION ALL {incomplete}) ORDER BY rec_seq, interval",
             warnings=warnings,
             source_counts=("SELECT count(*) FILTER (WHERE missing IS NULL), count(*) FILTER (WHERE missing IS NOT"

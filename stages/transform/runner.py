@@ -40,7 +40,7 @@ class TransformSettings:
     duckdb_memory_limit: str = "128MB"
     duckdb_threads: int = 2
     parquet_compression_level: int = 1
-    in_memory_records: int = 500_000  # larger chunks go through a spilling DuckDB table
+    in_memory_records: int = 500_000  # chunks up to this size share the memory budget, larger ones have it alone
     workers: int = 2
     scheduler: str | None = None  # a Dask scheduler: one task per chunk on its cluster
 
@@ -204,7 +204,9 @@ def _run_sql(settings: TransformSettings, con: duckdb.DuckDBPyConnection, extrac
     compiled = RuleEngine(settings.mapping, settings.rules).compile(
         chunk.schema_, chunk.dataset, chunk.start_ns, chunk.end_ns, source.types)
     try:
-        source.attach(con, settings.in_memory_records)
+        source.append_to_mapped(con, compiled.rows)
+    except duckdb.Error:
+        raise  # a rule or mapping the data cannot satisfy, not an undecodable file
     except Exception as exc:  # truncated or corrupt past the first batch
         raise _undecodable(chunk.chunk_id, raw, exc) from exc
     for statement in compiled.setup:
@@ -257,9 +259,9 @@ def _undecodable(chunk_id: str, raw: FileRef, exc: BaseException) -> ChunkFailed
 
 
 class SourceStream:
-    """The raw file's records as the `src` relation. Up to `in_memory_records` they stay Arrow
-    batches that DuckDB scans in place (fastest); past that they go into a DuckDB table, which spills
-    to disk beyond the memory limit, so a chunk of any size runs in bounded memory."""
+    """The raw file's records, decoded one Arrow batch at a time. Each batch is converted and checked
+    as it comes and appended to the `mapped` table, which spills to disk beyond DuckDB's memory limit,
+    so a chunk of any size runs in bounded memory and every record is read once."""
 
     def __init__(self, store: DBNStore, batch_records: int) -> None:
         self._batches = iter_batches(store, batch_records)
@@ -267,23 +269,14 @@ class SourceStream:
         self.types: dict[str, pa.DataType] = {f.name: f.type for f in self.first.schema} if self.first else {}
         self.records = 0
 
-    def attach(self, con: duckdb.DuckDBPyConnection, in_memory_records: int) -> None:
+    def append_to_mapped(self, con: duckdb.DuckDBPyConnection, rows: str) -> None:
+        """Run `rows` (a SELECT over the relation `batch`) on every batch into the table `mapped`."""
         assert self.first is not None
-        held: list[pa.RecordBatch] = []
-        in_table = False
-        for batch in itertools.chain([self.first], self._batches):
+        for i, batch in enumerate(itertools.chain([self.first], self._batches)):
             self.records += batch.num_rows
-            held.append(batch)
-            if in_table or self.records > in_memory_records:
-                for pending in held:
-                    con.register("batch", pending)
-                    con.execute("INSERT INTO src SELECT * FROM batch" if in_table
-                                else "CREATE TEMP TABLE src AS SELECT * FROM batch")
-                    con.unregister("batch")
-                    in_table = True
-                held = []
-        if not in_table:
-            con.register("src", pa.Table.from_batches(held))
+            con.register("batch", batch)
+            con.execute(f"INSERT INTO mapped {rows}" if i else f"CREATE TEMP TABLE mapped AS {rows}")
+            con.unregister("batch")
 
 
 def _raw_symbols(lake: Lake, extracted: ManifestEvent) -> RawSymbols | None:

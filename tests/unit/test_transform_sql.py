@@ -16,6 +16,7 @@ import pytest
 from schemas.mappings import load_mappings, load_rules
 from stages.transform.decode import iter_batches, open_store, symbology_table
 from stages.transform.rule_engine import CompiledTransform, RuleEngine
+from stages.transform.runner import SourceStream
 from tools.generate import TICK, day_records, day_start_ns, empty, instrument_id, metadata, write_dbn
 
 CONFIGS = Path(__file__).parents[2] / "configs"
@@ -36,13 +37,10 @@ def run_sql(path: Path, schema: str = "ohlcv-1m", batch: int = 1000
             ) -> tuple[duckdb.DuckDBPyConnection, CompiledTransform]:
     store = open_store(path)
     con = duckdb.connect()
-    types = {}
-    for i, arrow in enumerate(iter_batches(store, batch)):
-        con.register("b", arrow)
-        con.execute("CREATE TABLE src AS SELECT * FROM b" if i == 0 else "INSERT INTO src SELECT * FROM b")
-        types = {f.name: f.type for f in arrow.schema}
+    source = SourceStream(store, batch)
     con.register("sym", symbology_table(store))
-    compiled = RuleEngine(MAPPING, RULES).compile(schema, "GLBX.MDP3", DAY, END, types)
+    compiled = RuleEngine(MAPPING, RULES).compile(schema, "GLBX.MDP3", DAY, END, source.types)
+    source.append_to_mapped(con, compiled.rows)
     for statement in compiled.setup:
         con.execute(statement)
     return con, compiled
