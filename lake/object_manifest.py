@@ -46,7 +46,6 @@ class ObjectManifest(Manifest):
     def written(self) -> bool:
         return bool(self.lake.list_after(MANIFEST_EVENTS, limit=1))
 
-
     def append(self, event: ManifestEvent) -> None:
         body = event.model_dump_json().encode()
         last = max(self._read_up_to, self._appended)
