@@ -98,13 +98,14 @@ def run_extract(adapter: BaseAdapter, lake: Lake, chunks: list[ChunkSpec], *, ma
     for event, outcome in zip(unresolved, resolved, strict=True):
         if isinstance(outcome, str):
             report.failed[event.chunk_id] = outcome
+    done_now = manifest.latest("extract") if any(o is None for _, o in outcomes) else {}
     for chunk_id, outcome in outcomes:
         if isinstance(outcome, ManifestEvent):
             report.extracted.append(outcome.chunk_id)
             raw = outcome.file("raw")
             report.records += raw.records if raw else 0
             report.bytes += raw.bytes if raw else 0
-        elif outcome is None and chunk_id in manifest.latest("extract"):
+        elif outcome is None and chunk_id in done_now:
             report.skipped.append(chunk_id)  # committed by another process meanwhile
         elif outcome is None:
             report.busy.append(chunk_id)

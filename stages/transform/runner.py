@@ -40,7 +40,7 @@ class TransformSettings:
     duckdb_memory_limit: str = "128MB"
     duckdb_threads: int = 2
     parquet_compression_level: int = 1
-    in_memory_records: int = 500_000  # chunks up to this size share the memory budget, larger ones have it alone
+    shared_budget_records: int = 500_000  # chunks up to this size share the memory budget, larger ones have it alone
     workers: int = 2
     scheduler: str | None = None  # a Dask scheduler: one task per chunk on its cluster
 
@@ -96,7 +96,7 @@ def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None
     todo = pending(manifest, settings.rules_version, chunk_ids, retry_failed=retry_failed, redo=redo)
     largest = max((e.records.get("records", 0) for e in todo), default=0)
     # Small chunks overlap their fixed costs; a large one gets the memory budget to itself.
-    workers = settings.workers if largest * settings.workers <= settings.in_memory_records else 1
+    workers = settings.workers if largest * settings.workers <= settings.shared_budget_records else 1
     log.info("transform started: %d chunks pending", len(todo),
              extra={"event": "stage_started", "stage": "transform", "chunks": len(todo)})
     with chunk_workers(workers, "transform", settings.scheduler) as pool:

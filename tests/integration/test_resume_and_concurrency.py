@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import numpy as np
@@ -76,6 +77,8 @@ def test_two_extractors_at_once_request_each_chunk_once(hist: HistRunner, gatewa
 
     assert [p.returncode for p in extractors] == [0, 0], outputs
     lines = [next(line for line in out.splitlines() if line.startswith("extract:")) for out, _ in outputs]
-    assert sum(int(line.split()[1]) for line in lines) == 2, lines  # each chunk by one of them, told by both
-    assert all("already in the lake" in line or "left to the process that holds them" in line for line in lines)
+    told = [[int(n) for n in re.findall(r"(\d+) (?:chunks \(|already in the lake|left to the process)", line)]
+            for line in lines]
+    assert [sum(counts) for counts in told] == [2, 2], lines  # each process accounts for both chunks
+    assert sum(counts[0] for counts in told) == 2, lines  # and each chunk was extracted by one of them
     assert sorted(r["params"]["start"][:10] for r in gateway.requests()) == ["2024-01-02", "2024-01-03"]  # type: ignore[index]
