@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 
 from pydantic import ValidationError
@@ -21,6 +22,7 @@ from lake.paths import MANIFEST_EVENTS
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 50
+EVENT_KEY = re.compile(r"[0-9]{12}\.json")
 
 
 def event_key(sequence: int) -> str:
@@ -29,16 +31,16 @@ def event_key(sequence: int) -> str:
 
 def _sequence(key: str) -> int | None:
     """The sequence number of an event key, None for any other object."""
-    number = key.removesuffix(".json")
-    return int(number) if key.endswith(".json") and number.isdigit() else None
+    return int(key[:12]) if EVENT_KEY.fullmatch(key) else None
 
 
 class ObjectManifest(Manifest):
     def __init__(self, lake: ObjectLake) -> None:
         super().__init__()
         self.lake = lake
-        self._read_up_to = ""  # the last event key parsed
-        self._appended = ""  # the last event key this process created (appends list only what is newer)
+        self._read_up_to = 0  # the sequence number of the last event read
+        self._appended = 0  # the last one this process created (appends list only what is newer)
+        self._strays: set[str] = set()  # objects under manifest/events/ that are not events, warned about
 
     def describe(self) -> str:
         return self.lake.uri(MANIFEST_EVENTS)
@@ -50,12 +52,12 @@ class ObjectManifest(Manifest):
         body = event.model_dump_json().encode()
         last = max(self._read_up_to, self._appended)
         for attempt in range(MAX_ATTEMPTS):
-            newer = [k for k in self.lake.list_after(MANIFEST_EVENTS, last) if _sequence(k) is not None]
+            newer = self._events_after(last)
             last = newer[-1] if newer else last
-            sequence = (_sequence(last) or 0) + 1
+            sequence = last + 1
             self.lake.leases.assert_held(event.stage, event.chunk_id)  # before every try: time passes here
             if self.lake.create(f"{MANIFEST_EVENTS}/{event_key(sequence)}", body):
-                self._appended = event_key(sequence)
+                self._appended = max(self._appended, sequence)
                 return
             pause = random.uniform(0, min(1.0, 0.02 * 2 ** attempt))
             log.debug("manifest event %d was taken by another writer; backing off %.3f s", sequence, pause)
@@ -63,18 +65,33 @@ class ObjectManifest(Manifest):
         raise TransientError(f"manifest {self.describe()}: lost the race for a sequence number {MAX_ATTEMPTS} "
                              f"times; event for chunk {event.chunk_id} not recorded")
 
+    def _events_after(self, sequence: int) -> list[int]:
+        """The sequence numbers of the event keys after `sequence`, in order. Anything else under
+        manifest/events/ is skipped (with a warning the first time): a stray `.bak` sorts among the
+        events and `zzz.txt` after all of them, and neither may be taken for the last event, or
+        appends would retry a taken number and reads would list after the stray for good."""
+        numbers = []
+        for key in self.lake.list_after(MANIFEST_EVENTS, event_key(sequence) if sequence else ""):
+            number = _sequence(key)
+            if number is not None:
+                numbers.append(number)
+            elif key not in self._strays:
+                self._strays.add(key)
+                log.warning("manifest object %s/%s is not an event; skipped", self.describe(), key)
+        return numbers
+
     def _read_new(self) -> list[ManifestEvent]:
-        """Events created since the last read, in order; an object that is not an event (something else
-        written under manifest/events/) is skipped with a warning, as a torn line is locally."""
-        keys = self.lake.list_after(MANIFEST_EVENTS, self._read_up_to)
-        bodies = self.lake.read_many([f"{MANIFEST_EVENTS}/{k}" for k in keys if _sequence(k) is not None])
+        """Events created since the last read, in order; an event object that does not parse is
+        skipped with a warning, as a torn line is locally."""
+        numbers = self._events_after(self._read_up_to)
+        bodies = self.lake.read_many([f"{MANIFEST_EVENTS}/{event_key(n)}" for n in numbers])
         events = []
-        for key in keys:
-            body = bodies.get(f"{MANIFEST_EVENTS}/{key}")
+        for number in numbers:
+            body = bodies.get(f"{MANIFEST_EVENTS}/{event_key(number)}")
             try:
                 events.append(ManifestEvent.model_validate_json(body or b""))
             except ValidationError:
-                log.warning("manifest object %s/%s is not an event; skipped", self.describe(), key)
-        if keys:
-            self._read_up_to = keys[-1]
+                log.warning("manifest object %s/%s is not an event; skipped", self.describe(), event_key(number))
+        if numbers:
+            self._read_up_to = numbers[-1]
         return events
