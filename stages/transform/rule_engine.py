@@ -95,7 +95,10 @@ class CompiledTransform:
     derived bars add `bucketed` and `bad_buckets` (buckets holding a quarantined source bar).
     `standardized`, `quarantine` and `warnings` read them; failed rule names are listed only for rows
     that failed, and warnings counted only on rows that are stored.
-    `source_counts`, for derived bars, gives the source bars used and those in quarantined buckets."""
+    `source_counts`, for derived bars, gives the source bars used and those in quarantined buckets.
+    `filtered`, for a schema with a named filter, counts the records of `batch` the filter drops (its
+    `keep_if` false or NULL), on its own rather than as what `rows` did not return, so a record lost
+    any other way shows in the chunk's accounts."""
 
     rows: str
     setup: tuple[str, ...]
@@ -103,6 +106,7 @@ class CompiledTransform:
     quarantine: str
     warnings: str
     source_counts: str | None = None
+    filtered: str | None = None
 
 
 class RuleEngine:
@@ -121,7 +125,9 @@ class RuleEngine:
             for name, col in kind.columns.items()
         )
         index_ts = f"src.{quoted(kind.index_ts)}"
-        where = f"WHERE {schema_mapping.filter.keep_if}" if schema_mapping.filter else ""
+        keep_if = schema_mapping.filter.keep_if if schema_mapping.filter else None
+        where = f"WHERE ({keep_if})" if keep_if else ""
+        filtered = f"SELECT count(*) FROM batch AS src WHERE ({keep_if}) IS NOT TRUE" if keep_if else None
         rules = self.rules.by_kind.get(schema_mapping.record, [])
         quarantine_rules = [r for r in rules if r.severity == "quarantine"]
         warn_rules = [r for r in rules if r.severity == "warn"]
@@ -145,13 +151,13 @@ class RuleEngine:
         if not schema_mapping.resample_seconds:
             return CompiledTransform(
                 rows=rows, setup=(dups, checked), standardized=f"SELECT {out} FROM checked WHERE passed",
-                quarantine=f"{quarantined_sources} ORDER BY rec_seq", warnings=warnings)
+                quarantine=f"{quarantined_sources} ORDER BY rec_seq", warnings=warnings, filtered=filtered)
         return self._derived(kind, schema_mapping.resample_seconds, schema_mapping.interval or "",
-                             rows, (dups, checked), quarantined_sources, warnings)
+                             rows, (dups, checked), quarantined_sources, warnings, filtered)
 
     @staticmethod
     def _derived(kind: RecordKind, seconds: int, interval: str, rows: str, setup: tuple[str, ...],
-                 quarantined_sources: str, warnings: str) -> CompiledTransform:
+                 quarantined_sources: str, warnings: str, filtered: str | None) -> CompiledTransform:
         """Clock-aligned bars of `seconds` built from every source bar of their bucket, or none: a
         bucket holding a quarantined source bar goes to quarantine whole, as a bar under
         DERIVED_BAR_RULE whose `detail` names the quarantined minutes (beside the source bars
@@ -194,7 +200,7 @@ class RuleEngine:
         return CompiledTransform(
             rows=rows, setup=(*setup, bucketed, bad), standardized=standardized,
             quarantine=f"SELECT * FROM ({quarantined_sources} UNION ALL {incomplete}) ORDER BY rec_seq, interval",
-            warnings=warnings,
+            warnings=warnings, filtered=filtered,
             source_counts=("SELECT count(*) FILTER (WHERE missing IS NULL), count(*) FILTER (WHERE missing IS NOT"
                            f" NULL) FROM bucketed LEFT JOIN bad_buckets USING ({bucket_key})"))
 

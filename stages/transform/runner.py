@@ -204,47 +204,51 @@ def _run_sql(settings: TransformSettings, con: duckdb.DuckDBPyConnection, extrac
     compiled = RuleEngine(settings.mapping, settings.rules).compile(
         chunk.schema_, chunk.dataset, chunk.start_ns, chunk.end_ns, source.types)
     try:
-        source.append_to_mapped(con, compiled.rows)
+        source.append_to_mapped(con, compiled.rows, compiled.filtered)
     except duckdb.Error:
         raise  # a rule or mapping the data cannot satisfy, not an undecodable file
     except Exception as exc:  # truncated or corrupt past the first batch
         raise _undecodable(chunk.chunk_id, raw, exc) from exc
     for statement in compiled.setup:
         con.execute(statement)
-    counts["in"] = source.records
-    counts["filtered"] = source.records - _count(con, "SELECT count(*) FROM mapped")
+    counts["in"], counts["filtered"] = source.records, source.filtered
     named_filter = settings.mapping.schema_mapping(chunk.schema_).filter
     if named_filter:
-        counts[f"filtered:{named_filter.name}"] = counts["filtered"]
-    table = settings.mapping.kind_for(chunk.schema_).table
-    outputs: tuple[tuple[Literal["standardized", "quarantine"], str], ...] = (
-        ("standardized", compiled.standardized), ("quarantine", compiled.quarantine))
-    for role, query in outputs:
+        counts[f"filtered:{named_filter.name}"] = source.filtered
+    outputs: tuple[tuple[Literal["standardized", "quarantine"], str, str], ...] = (
+        ("standardized", "standardized", compiled.standardized), ("quarantine", "quarantined", compiled.quarantine))
+    for role, account, query in outputs:
         temp = scratch / f"{role}.parquet"
-        count = _count(con, f"COPY ({query}) TO {sql_literal(str(temp))} (FORMAT parquet, COMPRESSION zstd,"
-                            f" COMPRESSION_LEVEL {settings.parquet_compression_level}, ROW_GROUP_SIZE 122880)")
-        counts["quarantined" if role == "quarantine" else "standardized"] = count
-        if count:
-            files.append(settings.lake.commit(temp, role, count, partial(table_key, role, table, chunk)))
-        else:
-            temp.unlink(missing_ok=True)
+        counts[account] = _count(con, f"COPY ({query}) TO {sql_literal(str(temp))} (FORMAT parquet, COMPRESSION"
+                                      f" zstd, COMPRESSION_LEVEL {settings.parquet_compression_level},"
+                                      " ROW_GROUP_SIZE 122880)")
     if compiled.source_counts:
         counts["source_used"], counts["source_quarantined"] = con.execute(compiled.source_counts).fetchone()  # type: ignore[misc]
     for rule, n in con.execute(compiled.warnings).fetchall():
         counts[f"warn:{rule}"] = int(n)
-    _check_accounts(chunk.chunk_id, counts)
+    _check_accounts(chunk.chunk_id, counts)  # before any file is visible in the lake
+    table = settings.mapping.kind_for(chunk.schema_).table
+    for role, account, _ in outputs:
+        if counts[account]:
+            files.append(settings.lake.commit(scratch / f"{role}.parquet", role, counts[account],
+                                              partial(table_key, role, table, chunk)))
     return counts, files
 
 
 def _count(con: duckdb.DuckDBPyConnection, query: str) -> int:
-    return int(con.execute(query).fetchone()[0])  # type: ignore[index]
+    """The one number `query` returns, its result read to the end (DuckDB refuses to unregister a
+    relation while a result is unfinished)."""
+    (count,), = con.execute(query).fetchall()
+    return int(count)
 
 
 def _check_accounts(chunk_id: str, counts: dict[str, int]) -> None:
     """Every record in is standardized, quarantined, filtered by a named filter or merged as a
-    duplicate (hist keeps repeated identities as rows numbered by dup_ordinal, so none are merged);
-    for derived bars the source bars are either used or in a quarantined bucket. A chunk whose
-    outputs do not add up fails before it commits."""
+    duplicate; for derived bars the source bars are either used or in a quarantined bucket. Each term
+    is counted on its own (`in` from the decoded batches, `filtered` from the filter's verdict on
+    them, the others from the rows written), so a record lost anywhere else breaks the sum. No step
+    merges duplicates (repeated identities stay rows, numbered by dup_ordinal): that term is 0. A chunk
+    whose outputs do not add up fails before any of its files is committed."""
     if "source_used" in counts:
         kept, how = counts["source_used"] + counts["source_quarantined"], "source bars used + in quarantined bars"
     else:
@@ -268,14 +272,19 @@ class SourceStream:
         self.first = next(self._batches, None)
         self.types: dict[str, pa.DataType] = {f.name: f.type for f in self.first.schema} if self.first else {}
         self.records = 0
+        self.filtered = 0
 
-    def append_to_mapped(self, con: duckdb.DuckDBPyConnection, rows: str) -> None:
-        """Run `rows` (a SELECT over the relation `batch`) on every batch into the table `mapped`."""
+    def append_to_mapped(self, con: duckdb.DuckDBPyConnection, rows: str, filtered: str | None) -> None:
+        """Run `rows` (a SELECT over the relation `batch`) on every batch into the table `mapped`,
+        counting the records decoded and those `filtered` (a count over `batch`) says the named filter
+        drops: that query reads only the filter's columns of the batch in memory."""
         assert self.first is not None
         for i, batch in enumerate(itertools.chain([self.first], self._batches)):
             self.records += batch.num_rows
             con.register("batch", batch)
             con.execute(f"INSERT INTO mapped {rows}" if i else f"CREATE TEMP TABLE mapped AS {rows}")
+            if filtered:
+                self.filtered += _count(con, filtered)
             con.unregister("batch")
 
 

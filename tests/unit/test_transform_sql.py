@@ -40,7 +40,7 @@ def run_sql(path: Path, schema: str = "ohlcv-1m", batch: int = 1000
     source = SourceStream(store, batch)
     con.register("sym", symbology_table(store))
     compiled = RuleEngine(MAPPING, RULES).compile(schema, "GLBX.MDP3", DAY, END, source.types)
-    source.append_to_mapped(con, compiled.rows)
+    source.append_to_mapped(con, compiled.rows, compiled.filtered)
     for statement in compiled.setup:
         con.execute(statement)
     return con, compiled
