@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 class Manifest(ABC):
     def __init__(self) -> None:
         self._events: list[ManifestEvent] = []
+        self._latest: dict[tuple[Stage, str], dict[str, ManifestEvent]] = {}  # (stage, status) -> chunk -> newest
         self._read_lock = threading.Lock()
 
     @abstractmethod
@@ -95,14 +96,28 @@ class Manifest(ABC):
     def events(self) -> Iterator[ManifestEvent]:
         """Every readable event, in order."""
         with self._read_lock:
-            new = self._read_new()  # may start over (a replaced log) before adding to what was read
-            self._events.extend(new)
+            self._catch_up()
             snapshot = list(self._events)
         yield from snapshot
 
     def latest(self, stage: Stage, status: str = "committed") -> dict[str, ManifestEvent]:
-        """The newest event of one stage and status per chunk id, in log order."""
-        return {e.chunk_id: e for e in self.events() if e.stage == stage and e.status == status}
+        """The newest event of one stage and status per chunk id, in log order: a copy of the index kept
+        as events are read, so a call costs the chunks of that stage and status, not the whole log."""
+        with self._read_lock:
+            self._catch_up()
+            return dict(self._latest.get((stage, status), {}))
+
+    def _catch_up(self) -> None:
+        """Read and index the new events (under the read lock)."""
+        new = self._read_new()  # may start over (a replaced log) before adding to what was read
+        self._events.extend(new)
+        for event in new:
+            self._latest.setdefault((event.stage, event.status), {})[event.chunk_id] = event
+
+    def _forget(self) -> None:
+        """Drop what was read and its index: the log was replaced and is read again from its start."""
+        self._events = []
+        self._latest = {}
 
 
 class JsonlManifest(Manifest):
@@ -116,7 +131,7 @@ class JsonlManifest(Manifest):
         self._identity: tuple[int, int] | None = None
 
     def _restart(self, identity: tuple[int, int]) -> None:
-        self._events = []
+        self._forget()
         self._offset = self._lines = 0
         self._identity = identity
 
