@@ -19,7 +19,6 @@ from schemas.mappings import MappingConfig, load_mappings, load_rules, rules_ver
 from schemas.secrets import Secret
 from stages.extract.batch import BatchPolicy, Via
 from stages.extract.databento_adapter import DatabentoAdapter
-from stages.extract.planner import with_committed
 from stages.extract.runner import CostPolicy, ExtractReport, run_extract
 from stages.load.loader import LoadResult
 from stages.load.runner import LoadReport, LoadSettings, run_load
@@ -61,8 +60,8 @@ class PipelineOrchestrator:
         """The job's chunks, under the schema's own name (an alias such as ohlcv.1m plans ohlcv-1m),
         with what the lake holds already in place of the parts of windows it covers."""
         job = job.model_copy(update={"schema_": self.mapping.canonical(job.schema_)})
-        planned = self.adapter.plan(job, self.mapping.schema_mapping(job.schema_).source_schema)
-        return with_committed(planned, (e.chunk for e in self.lake.manifest().latest("extract").values()))
+        committed = (e.chunk for e in self.lake.manifest().latest("extract").values())
+        return self.adapter.plan(job, self.mapping.schema_mapping(job.schema_).source_schema, committed)
 
     @cached_property
     def adapter(self) -> DatabentoAdapter:

@@ -126,9 +126,10 @@ def gateway_server(replay_data: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture
 def gateway(gateway_server: Gateway) -> Iterator[Gateway]:
-    """The session's gateway with an empty request log and no faults."""
+    """The session's gateway with an empty request log, no faults and no batch jobs."""
     gateway_server.faults()
     gateway_server.admin("requests", [])
+    gateway_server.admin("batch", {"forget": True})
     yield gateway_server
     gateway_server.faults()
 

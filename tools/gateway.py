@@ -41,8 +41,8 @@ For tests, /_admin/faults (POST a JSON list) injects faults into any endpoint â€
 matches every path below it), "match": {"start": "2024-01-03"}}; "corrupt" serves a download with its
 middle byte flipped. GET /_admin/requests returns the request log (with "range" when a Range header was
 sent; POST clears it). POST /_admin/batch {"polls_per_state": n, "expire": job_id} sets the polls per state
-and/or expires a job (state "expired", files deleted); GET /_admin/batch shows the setting and each job's
-state and polls.
+and/or expires a job (state "expired", files deleted); {"forget": true} drops every job. GET /_admin/batch
+shows the setting and each job's state and polls.
 """
 
 from __future__ import annotations

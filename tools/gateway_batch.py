@@ -228,6 +228,14 @@ class BatchJobs:
             (self.root / job_id / f"{job_id}.zip").unlink(missing_ok=True)
             self.save(job)
 
+    def forget(self) -> None:
+        """Every job and its files gone, as for a new account (tests that count submissions)."""
+        with self.lock:
+            for job_id in self.jobs:
+                shutil.rmtree(self.root / job_id, ignore_errors=True)
+            self.jobs.clear()
+            self.builds.clear()
+
     def zip(self, job: Job) -> Path:
         """Every file of a done job in one zip (stored, not recompressed), made on first use."""
         job_id: str = job.info["id"]
@@ -297,6 +305,8 @@ class BatchHandler(Handler):
             batch.polls_per_state = body["polls_per_state"]
         if post and "expire" in body:
             batch.expire(str(body["expire"]))
+        if post and body.get("forget"):
+            batch.forget()
         return batch.view()
 
     def _submit(self, p: Params) -> dict[str, Any]:

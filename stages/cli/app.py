@@ -280,14 +280,16 @@ def _print_extract(r: ExtractReport, dry_run: bool = False) -> None:
     e = r.estimate
     if dry_run:
         out.print(f"plan: {r.planned} chunks, {len(r.skipped)} already in the lake, {len(r.reused)} reusing bytes "
-                  f"already bought, {e.chunks} to download: {e.records:,} records, {e.bytes:,} bytes, "
+                  f"already bought, {len(r.paid)} from batch jobs already paid for, {e.chunks} to download: "
+                  f"{e.records:,} records, {e.bytes:,} bytes, "
                   f"{usd(e.usd)} (dry run: nothing downloaded)")
         return
     out.print(f"cost: {e.chunks} chunks to download, {e.records:,} records, {e.bytes:,} bytes, {usd(e.usd)}")
     reused = f", {len(r.reused)} reusing bytes already bought" if r.reused else ""
+    paid = f", {len(r.paid)} from batch jobs already paid for" if r.paid else ""
     busy = f", {len(r.busy)} left to the process that holds them" if r.busy else ""
     out.print(f"extract: {len(r.extracted)} chunks ({r.records:,} records, {r.bytes:,} bytes), "
-              f"{len(r.skipped)} already in the lake{reused}{busy}, {len(r.failed)} failed")
+              f"{len(r.skipped)} already in the lake{reused}{paid}{busy}, {len(r.failed)} failed")
     for chunk_id, reason in r.failed.items():
         typer.echo(f"error: chunk {chunk_id}: {reason}", err=True)
 

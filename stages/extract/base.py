@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -43,8 +44,9 @@ class CostEstimate:
 
 class BaseAdapter(ABC):
     @abstractmethod
-    def plan(self, job: JobConfig, source_schema: str) -> list[ChunkSpec]:
-        """Split a job into chunk requests, in time order."""
+    def plan(self, job: JobConfig, source_schema: str, committed: Iterable[ChunkSpec] = ()) -> list[ChunkSpec]:
+        """Split a job into chunk requests, in time order: the `committed` chunks that hold part of it,
+        and requests for the rest."""
 
     @abstractmethod
     def estimate(self, chunks: list[ChunkSpec]) -> CostEstimate:

@@ -1,15 +1,25 @@
 """Big pulls through Databento's batch API: submit a job, poll it, download its files, and commit
 each file as a raw chunk that transform and load handle like any other.
 
-Resumable at every step, never paying twice. The job id is in the manifest (a `submitted` extract
-event) before the first poll, so a run killed while waiting polls the same job again. Files download
-into `<lake>/tmp/batch/<job id>/`, which survives a crash: the client resumes a partial file with an
-HTTP Range request. A file whose sha256 is already committed in the lake is not downloaded again. An
-expired job is recorded as failed, and the next run submits a new one.
+Resumable at every step, never paying twice:
+- A job id, once known, is polled until the job is done or expired. It is in the manifest (a
+  `submitted` extract event for the request) before the first poll; a failed poll, listing or file
+  is recorded with the job id, so the next run polls and downloads from the same job. Only an expired
+  job is given up (a failed event for its request without a job id), and the next run submits anew.
+- Jobs are found by what they cover, not by the request that made them: a chunk that an open job
+  holds (same dataset, schema and symbology, its symbols among the job's, its window inside the job's)
+  comes from that job, whatever way this run would fetch it, so a partly delivered job delivers the
+  rest of its files (free for 30 days) instead of a new job buying them again.
+- Before every submit the adapter looks for a job with the very same parameters (`list_jobs`), so a
+  submit whose answer was lost is adopted instead of submitted again.
+- Files download into `<scratch>/tmp/batch/<job id>/`, which survives a crash: the client resumes a
+  partial file with an HTTP Range request, and a whole verified file is not downloaded again. A file
+  whose sha256 is committed in the lake already is skipped; a committed file leaves local scratch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -17,12 +27,15 @@ from typing import Literal
 
 from lake.errors import HistError, TerminalError
 from lake.formats import ChunkSpec, ManifestEvent
+from lake.manifest import Manifest
 from lake.scratch import chunk_scratch
 from stages.extract.base import BatchFile
 from stages.extract.delivery import Delivery, commit_raw, failed
+from stages.extract.planner import merge_adjacent
 
 log = logging.getLogger(__name__)
 Via = Literal["auto", "stream", "batch"]
+Outcome = tuple[str, ManifestEvent | str | None]  # a chunk id: its event, why it failed, or None (another process)
 
 
 @dataclass(frozen=True)
@@ -38,58 +51,134 @@ class BatchPolicy:
         return self.via == "batch" or (self.via == "auto" and billable_bytes > self.above_bytes)
 
 
-def run_batch(delivery: Delivery, request: ChunkSpec, poll_seconds: float) -> list[ManifestEvent | str] | None:
-    """Deliver one request through a batch job: each file's committed event or failure reason; None
-    when another process is on this request."""
-    with delivery.lake.lock("extract", request.chunk_id) as locked:
+class JobExpired(TerminalError):
+    """The job's files were deleted before all of them were downloaded."""
+
+
+def open_jobs(manifest: Manifest) -> dict[str, ChunkSpec]:
+    """Jobs submitted and not given up, by id: the request each was submitted for."""
+    failures = manifest.latest("extract", "failed")
+    jobs: dict[str, ChunkSpec] = {}
+    for chunk_id, submitted in manifest.latest("extract", "submitted").items():
+        failure = failures.get(chunk_id)
+        given_up = failure is not None and failure.batch_job is None and failure.created_at > submitted.created_at
+        if submitted.batch_job and not given_up:
+            jobs[submitted.batch_job] = submitted.chunk
+    return jobs
+
+
+def split_by_jobs(chunks: list[ChunkSpec], jobs: dict[str, ChunkSpec]) -> tuple[dict[str, list[ChunkSpec]],
+                                                                               list[ChunkSpec]]:
+    """The parts of `chunks` that open jobs hold, by job id, and the rest (a chunk partly inside a
+    job's window is cut at the job's window)."""
+    held: dict[str, list[ChunkSpec]] = {}
+    rest: list[ChunkSpec] = []
+    for chunk in chunks:
+        pieces = [chunk]
+        for job_id, request in jobs.items():
+            outside: list[ChunkSpec] = []
+            for piece in pieces:
+                if not _holds_part(request, piece):
+                    outside.append(piece)
+                    continue
+                held.setdefault(job_id, []).append(piece.model_copy(update={
+                    "start": max(piece.start, request.start), "end": min(piece.end, request.end)}))
+                if piece.start < request.start:
+                    outside.append(piece.model_copy(update={"end": request.start}))
+                if piece.end > request.end:
+                    outside.append(piece.model_copy(update={"start": request.end}))
+            pieces = outside
+        rest += pieces
+    return held, rest
+
+
+def _holds_part(request: ChunkSpec, chunk: ChunkSpec) -> bool:
+    return ((request.dataset, request.source_schema, request.stype_in) == (chunk.dataset, chunk.source_schema,
+                                                                          chunk.stype_in)
+            and set(chunk.symbols) <= set(request.symbols) and request.start < chunk.end and chunk.start < request.end)
+
+
+def deliver_open_jobs(delivery: Delivery, jobs: dict[str, ChunkSpec], poll_seconds: float) -> list[Outcome]:
+    """Every remaining file of jobs already paid for."""
+    return [outcome for job_id, request in jobs.items()
+            for outcome in deliver_job(delivery, job_id, request, poll_seconds)]
+
+
+def run_batch(delivery: Delivery, chunks: list[ChunkSpec], poll_seconds: float) -> list[Outcome]:
+    """Deliver `chunks` (none of them held by an open job) through new batch jobs, one per run of
+    adjacent chunks of one request."""
+    outcomes: list[Outcome] = []
+    for request in merge_adjacent(chunks):
+        try:
+            job_id = _submitted(delivery, request)
+        except HistError as exc:
+            outcomes.append((request.chunk_id, failed(delivery.manifest, request, f"batch submit: {exc}")))
+            continue
+        if job_id is None:
+            outcomes.append((request.chunk_id, None))
+            continue
+        outcomes += deliver_job(delivery, job_id, request, poll_seconds)
+    return outcomes
+
+
+def _submitted(delivery: Delivery, request: ChunkSpec) -> str | None:
+    """A job for `request`, recorded before anything waits on it; None when another process is
+    submitting it."""
+    manifest = delivery.manifest
+    with delivery.lake.lock("extract", f"batch-{request.chunk_id}") as locked:
         if not locked:
             return None
-        try:
-            job_id = _job_for(delivery, request)
-            _wait_until_done(delivery, job_id, poll_seconds)
-            files = delivery.adapter.batch_files(job_id)
-        except HistError as exc:
-            return [failed(delivery.manifest, request, f"batch job: {exc}")]
-        held = {f.sha256 for e in delivery.manifest.latest("extract").values() for f in e.files}
-        return [_deliver(delivery, job_id, request, file) for file in files if file.sha256 not in held]
-
-
-def _job_for(delivery: Delivery, request: ChunkSpec) -> str:
-    """The job submitted for this request before, or a new one, recorded before anything waits on
-    it. Only a failure of the job itself (expired, refused) makes a new one; a failed file of a good
-    job is downloaded again from the same job, which costs nothing."""
-    manifest = delivery.manifest
-    submitted = manifest.latest("extract", "submitted").get(request.chunk_id)
-    failure = manifest.latest("extract", "failed").get(request.chunk_id)
-    if submitted and submitted.batch_job and (failure is None or failure.created_at < submitted.created_at
-                                               or failure.batch_job == submitted.batch_job):
-        log.info("polling batch job %s again for %s", submitted.batch_job, request.chunk_id,
-                 extra={"event": "batch_resumed", "stage": "extract", "chunk_id": request.chunk_id})
-        return submitted.batch_job
-    job_id = delivery.adapter.submit_batch(request)
-    manifest.record("extract", request, batch_job=job_id)
-    log.info("submitted batch job %s for %s", job_id, request.chunk_id,
+        held, rest = split_by_jobs([request], open_jobs(manifest))
+        if held and not rest:  # another process submitted it meanwhile
+            return next(iter(held))
+        job_id = delivery.adapter.submit_batch(request)
+        manifest.record("extract", request, batch_job=job_id)
+    log.info("batch job %s for %s", job_id, request.chunk_id,
              extra={"event": "batch_submitted", "stage": "extract", "chunk_id": request.chunk_id})
     return job_id
+
+
+def deliver_job(delivery: Delivery, job_id: str, request: ChunkSpec, poll_seconds: float) -> list[Outcome]:
+    """Poll the job until it is done, then download and commit each of its files the lake lacks. A
+    failure keeps the job: only its expiry gives it up."""
+    lake, manifest = delivery.lake, delivery.manifest
+    with lake.lock("extract", f"batch-{job_id}") as locked:
+        if not locked:
+            return [(request.chunk_id, None)]
+        try:
+            _wait_until_done(delivery, job_id, poll_seconds)
+            files = delivery.adapter.batch_files(job_id)
+        except JobExpired as exc:
+            return [(request.chunk_id, failed(manifest, request, str(exc)))]
+        except HistError as exc:
+            return [(request.chunk_id, failed(manifest, request, f"batch job {job_id}: {exc} (the job is kept: "
+                                                                 "a rerun polls it again)", job_id))]
+        held = {f.sha256 for e in manifest.latest("extract").values() for f in e.files}
+        outcomes = [_deliver(delivery, job_id, request, file) for file in files if file.sha256 not in held]
+        with contextlib.suppress(OSError):  # empty once every file is committed
+            (lake.tmp / "batch" / job_id).rmdir()
+        return outcomes
 
 
 def _wait_until_done(delivery: Delivery, job_id: str, poll_seconds: float) -> None:
     while (state := delivery.adapter.batch_state(job_id)) != "done":
         if state == "expired":
-            raise TerminalError(f"job {job_id} expired before its files were downloaded; rerun to submit a new job")
+            raise JobExpired(f"job {job_id} expired before its files were downloaded; rerun to submit a new job")
         time.sleep(poll_seconds)
 
 
-def _deliver(delivery: Delivery, job_id: str, request: ChunkSpec, file: BatchFile) -> ManifestEvent | str:
+def _deliver(delivery: Delivery, job_id: str, request: ChunkSpec, file: BatchFile) -> Outcome:
     """Download and verify one file, then commit it as the chunk of the window its metadata names."""
     try:
         downloaded = delivery.adapter.download_batch_file(job_id, file, delivery.lake.tmp / "batch")
     except HistError as exc:
-        return failed(delivery.manifest, request, f"batch file {file.name} of job {job_id}: {exc}", job_id)
+        return request.chunk_id, failed(delivery.manifest, request, f"batch file {file.name} of job {job_id}: {exc}",
+                                        job_id)
     chunk = request.model_copy(update={"start": max(request.start, downloaded.start),
                                        "end": min(request.end, downloaded.end)})
     with delivery.lake.lock("extract", chunk.chunk_id) as locked:
         if not locked:  # the verified file stays in tmp/batch for whoever holds the chunk
-            return f"chunk {chunk.chunk_id} is held by another process"
+            return chunk.chunk_id, None
         with chunk_scratch(delivery.lake, "extract", chunk.chunk_id) as scratch:
-            return commit_raw(delivery, chunk, downloaded.path, downloaded.records, scratch, batch_job=job_id)
+            return chunk.chunk_id, commit_raw(delivery, chunk, downloaded.path, downloaded.records, scratch,
+                                              batch_job=job_id)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import databento
 import numpy as np
+import pandas as pd
 from databento.common.error import BentoWarning
 from tenacity import RetryCallState
 
@@ -29,6 +30,8 @@ from stages.extract.retry import with_retries
 log = logging.getLogger(__name__)
 COUNT_BATCH = 250_000  # records decoded at a time to count and check a download: bounded memory
 ALL_SYMBOLS = "ALL_SYMBOLS"
+LIVE_JOB_STATES = "received,queued,processing,done"
+JOB_LIFETIME = timedelta(days=30)  # a job's files are deleted 30 days after its submission
 T = TypeVar("T")
 
 
@@ -60,8 +63,8 @@ class DatabentoAdapter(BaseAdapter):
             raise TypeError("an adapter made from a literal key cannot be sent to a cluster worker")
         return DatabentoAdapter.from_environment, (self._key_env_var, self._gateway, self.retry_policy)
 
-    def plan(self, job: JobConfig, source_schema: str) -> list[ChunkSpec]:
-        return plan_chunks(job, source_schema)
+    def plan(self, job: JobConfig, source_schema: str, committed: Iterable[ChunkSpec] = ()) -> list[ChunkSpec]:
+        return plan_chunks(job, source_schema, committed)
 
     def estimate(self, chunks: list[ChunkSpec]) -> CostEstimate:
         """One get_cost, get_record_count and get_billable_size per run of adjacent chunks of the same
@@ -113,10 +116,21 @@ class DatabentoAdapter(BaseAdapter):
                 yield model.from_dbn(record)
 
     def submit_batch(self, request: ChunkSpec) -> str:
-        job = self._call(request, "batch.submit_job", lambda: self.client.batch.submit_job(
-            **request_params(request), encoding="dbn", compression="zstd",
-            split_duration=batch_split(request.source_schema)))
-        return str(job["id"])
+        """Every try first asks list_jobs for a live job with these very parameters: a submit whose
+        answer was lost (a timeout, a reset, a 5xx after the job was made) is found, not paid twice."""
+        params = batch_params(request)
+
+        def find_or_submit() -> str:
+            listed = self.client.batch.list_jobs(states=LIVE_JOB_STATES, since=datetime.now(UTC) - JOB_LIFETIME,
+                                                 short=False)
+            found = next((str(j["id"]) for j in listed if same_request(j, params)), None)
+            if found is not None:
+                log.info("batch job %s already asks for %s: adopted, not submitted again", found, request.chunk_id,
+                         extra={"event": "batch_adopted", "stage": "extract", "chunk_id": request.chunk_id})
+                return found
+            return str(self.client.batch.submit_job(**params)["id"])
+
+        return self._call(request, "batch.submit_job", find_or_submit)
 
     def batch_state(self, job_id: str) -> str:
         return str(self._call(None, "batch.get_job_details",
@@ -128,15 +142,17 @@ class DatabentoAdapter(BaseAdapter):
                 if str(f["filename"]).endswith(".dbn.zst")]
 
     def download_batch_file(self, job_id: str, file: BatchFile, folder: Path) -> Downloaded:
-        """The client resumes a partial file with an HTTP Range request; a file whose sha256 differs
+        """A whole verified file (left by a run whose commit failed) is not downloaded again; the
+        client resumes a partial file with an HTTP Range request; a file whose sha256 differs
         from the listed one is deleted and downloaded again (the client itself only warns). The
         file is then decoded whole, which counts its records."""
         target = folder / job_id / file.name
 
         def download() -> Downloaded:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", BentoWarning)
-                self.client.batch.download(job_id, output_dir=folder, filename_to_download=file.name)
+            if not (target.exists() and target.stat().st_size == file.size and sha256_file(target) == file.sha256):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", BentoWarning)
+                    self.client.batch.download(job_id, output_dir=folder, filename_to_download=file.name)
             if sha256_file(target) != file.sha256:
                 target.unlink(missing_ok=True)
                 raise TransientError(f"{file.name}: its sha256 differs from the job's file list")
@@ -198,6 +214,33 @@ def request_params(chunk: ChunkSpec) -> RangeRequest:
     """The get_range parameters for a chunk. Exactly one of stype_in/stype_out is instrument_id."""
     return RangeRequest(**cost_params(chunk),
                         stype_out="raw_symbol" if chunk.stype_in == "instrument_id" else "instrument_id")
+
+
+class BatchRequest(RangeRequest):
+    encoding: str
+    compression: str
+    split_duration: str
+
+
+def batch_params(request: ChunkSpec) -> BatchRequest:
+    """A batch job's parameters: the request's, as DBN with zstd, in files of the planner's windows."""
+    return BatchRequest(**request_params(request), encoding="dbn", compression="zstd",
+                        split_duration=batch_split(request.source_schema))
+
+
+def same_request(job: dict[str, Any], params: BatchRequest) -> bool:
+    """Whether a listed job asks for exactly `params` (times compared to the nanosecond, symbols as a set)."""
+    wanted: dict[str, Any] = dict(params)
+    symbols = job.get("symbols")
+    listed = set(symbols.split(",") if isinstance(symbols, str) else symbols or [])
+    fields = ("dataset", "schema", "stype_in", "stype_out", "encoding", "compression", "split_duration")
+    return (all(job.get(f) == wanted[f] for f in fields) and listed == set(wanted["symbols"])
+            and all(_ns(job.get(f)) == _ns(wanted[f]) for f in ("start", "end")))
+
+
+def _ns(moment: object) -> int | None:
+    """Nanoseconds since the epoch of an ISO 8601 time (Databento's have nine decimals)."""
+    return int(pd.Timestamp(moment).value) if moment else None
 
 
 def merged_requests(chunks: list[ChunkSpec]) -> list[CostRequest]:

@@ -1,6 +1,11 @@
 """Committing delivered bytes, however they came (a streamed request or a batch file): the raw
 bytes first, so that whatever follows (symbology) never makes the next run pay for them again; then
-the raw symbols, when the response does not name each contract."""
+the raw symbols, when the response does not name each contract.
+
+Bought bytes stay on local disk until a manifest event names them: a streamed download is kept in
+`<scratch>/tmp/downloaded/` (a batch file in `tmp/batch/<job id>/`) and removed only after its commit,
+so a commit that fails (the lake unreachable, the disk full) is retried by the next run without
+downloading again."""
 
 from __future__ import annotations
 
@@ -34,13 +39,19 @@ def commit_raw(delivery: Delivery, chunk: ChunkSpec, temp: Path, records: int, s
                batch_job: str | None = None) -> ManifestEvent | str:
     """Commit `temp` as the chunk's raw file, then resolve its raw symbols if it needs them."""
     lake, manifest = delivery.lake, delivery.manifest
+    pending = delivery.adapter.needs_raw_symbols(chunk)
     try:
         raw = lake.commit(temp, "raw", records, lambda sha: raw_key(chunk, sha))
+        event = manifest.record("extract", chunk, files=[raw], records={"records": records},
+                                symbology_pending=pending, batch_job=batch_job)
     except OSError as exc:
-        return failed(manifest, chunk, f"cannot commit the raw file: {exc}")
-    pending = delivery.adapter.needs_raw_symbols(chunk)
-    event = manifest.record("extract", chunk, files=[raw], records={"records": records}, symbology_pending=pending,
-                            batch_job=batch_job)
+        kept = f" (the bytes stay in {temp}: a rerun commits them without downloading)" if temp.exists() else ""
+        return failed(manifest, chunk, f"cannot commit the raw file: {exc}{kept}")
+    except HistError:  # the lake is unreachable or the lease lost: the run stops, the bytes wait for the next one
+        log.warning("chunk %s: not committed; its downloaded bytes stay in %s for the next run", chunk.chunk_id, temp,
+                    extra={"event": "kept", "stage": "extract", "chunk_id": chunk.chunk_id})
+        raise
+    temp.unlink(missing_ok=True)  # committed: a copy (object store) is no longer needed
     log.info("extracted chunk %s: %d records, %d bytes", chunk.chunk_id, records, raw.bytes,
              extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id, "records": records})
     if pending:
@@ -74,8 +85,25 @@ def resolve_and_commit(delivery: Delivery, extracted: ManifestEvent, scratch: Pa
 
 
 def failed(manifest: Manifest, chunk: ChunkSpec, reason: str, batch_job: str | None = None) -> str:
-    """Record and log a failure; `batch_job` names the job whose file failed (the job stays good)."""
+    """Record and log a failure; `batch_job` names the job whose poll or file failed (the job stays
+    good)."""
     manifest.record("extract", chunk, error=reason, batch_job=batch_job)
     log.error("extract failed for chunk %s: %s", chunk.chunk_id, reason,
               extra={"event": "chunk_failed", "stage": "extract", "chunk_id": chunk.chunk_id})
     return reason
+
+
+def kept_download(lake: Lake, chunk: ChunkSpec) -> tuple[Path, int] | None:
+    """A verified download of `chunk` that is not committed yet, and its records."""
+    for path in (lake.tmp / "downloaded").glob(f"{chunk.chunk_id}.*.dbn.zst"):
+        return path, int(path.name.removeprefix(f"{chunk.chunk_id}.").split(".", 1)[0])
+    return None
+
+
+def keep_download(lake: Lake, chunk: ChunkSpec, temp: Path, records: int) -> Path:
+    """Move a verified download out of the chunk's scratch folder (which is wiped whatever happens)
+    to where it waits for its commit; the name carries its record count."""
+    kept = lake.tmp / "downloaded" / f"{chunk.chunk_id}.{records}.dbn.zst"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    temp.replace(kept)
+    return kept

@@ -27,7 +27,9 @@ def classify(exc: BaseException, key: str) -> HistError:
             return TransientError(message)
         if isinstance(exc, BentoClientError):
             return TerminalError(message)
-    if isinstance(exc, BentoError | requests.ConnectionError | requests.Timeout | ConnectionError | TimeoutError):
+    cut_off = requests.exceptions.ChunkedEncodingError  # an answer broken off midway
+    if isinstance(exc, BentoError | requests.ConnectionError | requests.Timeout | cut_off | ConnectionError
+                  | TimeoutError):
         return TransientError(_redact(f"{type(exc).__name__}: {exc}", key))
     return TerminalError(_redact(f"{type(exc).__name__}: {exc}", key))
 

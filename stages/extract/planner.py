@@ -12,13 +12,16 @@ Symbols go into groups of at most 2,000 (Databento's limit), fewer when the esti
 records, about 0.5 GB of trades, well under Databento's 5 GB guidance for streaming requests and a
 size one transform handles in bounded memory.
 
-A planned chunk whose window the lake already holds in part, for the same dataset, schema, symbols
-and symbology, is replaced by the committed chunks that cover it and requests for the gaps only:
-bytes already bought are never bought again.
+What the lake holds already is planned per symbol and day: for the same dataset, source schema and
+symbology, the committed chunks that hold any of the job's symbols in a window are planned as they are,
+and new requests ask only for the days each symbol lacks (symbols lacking the same days share requests,
+grouped as above). So adding a symbol to a job buys that symbol alone, extending a job buys the new
+days alone, and bytes already bought are never bought again.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
@@ -39,17 +42,74 @@ RECORDS_PER_SYMBOL_DAY: dict[str, tuple[int, Window]] = {
 }
 
 
-def plan_chunks(job: JobConfig, source_schema: str) -> list[ChunkSpec]:
-    """The job's requests in time order, then symbol group."""
+def plan_chunks(job: JobConfig, source_schema: str, committed: Iterable[ChunkSpec] = ()) -> list[ChunkSpec]:
+    """The job's requests in time order, then symbol group: the committed chunks that hold part of what
+    it asks for, and new requests for only what the lake lacks per symbol and day."""
     rate, unit = RECORDS_PER_SYMBOL_DAY.get(source_schema, (TICK_RECORDS_PER_SYMBOL_DAY, "day"))
     days = job.date_chunk_interval_days or WINDOW_DAYS[unit]
-    symbols = sorted(set(job.symbols))  # the same groups, whatever order the symbols were given in
     size = max(1, min(MAX_SYMBOLS_PER_REQUEST, MAX_RECORDS_PER_REQUEST // (rate * days)))
-    groups = [symbols[i:i + size] for i in range(0, len(symbols), size)]
-    return [ChunkSpec(dataset=job.dataset, schema=job.schema_, source_schema=source_schema, stype_in=job.stype_in,
-                      symbols=tuple(group), start=_midnight(start), end=_midnight(end))
-            for start, end in windows(job.start_date, job.end_date, unit, job.date_chunk_interval_days)
-            for group in groups]
+    template = ChunkSpec(dataset=job.dataset, schema=job.schema_, source_schema=source_schema, stype_in=job.stype_in,
+                         symbols=(), start=_midnight(job.start_date), end=_midnight(job.end_date))
+    held = Coverage(c for c in committed if _source(c) == _source(template))
+    symbols = sorted(set(job.symbols))  # the same groups, whatever order the symbols were given in
+    planned: dict[str, ChunkSpec] = {}
+    for first, last in windows(job.start_date, job.end_date, unit, job.date_chunk_interval_days):
+        start, end = _midnight(first), _midnight(last)
+        lacking: dict[tuple[tuple[datetime, datetime], ...], list[str]] = {}
+        for symbol in symbols:
+            covering = held.overlapping(symbol, start, end)
+            for cover in covering:
+                reused = cover.model_copy(update={"schema_": job.schema_})  # the bytes of ohlcv-1m serve ohlcv-5m
+                planned.setdefault(reused.chunk_id, reused)
+            gaps = _gaps(start, end, covering)
+            if gaps:
+                lacking.setdefault(gaps, []).append(symbol)
+        for gaps, group in lacking.items():  # symbols lacking the same days share requests
+            for gap_start, gap_end in gaps:
+                for i in range(0, len(group), size):
+                    chunk = template.model_copy(update={"symbols": tuple(group[i:i + size]), "start": gap_start,
+                                                        "end": gap_end})
+                    planned.setdefault(chunk.chunk_id, chunk)
+    return sorted(planned.values(), key=lambda c: (c.start, c.end, c.symbols))
+
+
+class Coverage:
+    """Committed chunks by symbol, to find those overlapping a window without scanning them all."""
+
+    def __init__(self, chunks: Iterable[ChunkSpec]) -> None:
+        self._by_symbol: dict[str, list[ChunkSpec]] = {}
+        for chunk in chunks:
+            for symbol in chunk.symbols:
+                self._by_symbol.setdefault(symbol, []).append(chunk)
+        self._starts: dict[str, list[datetime]] = {}
+        self._longest: dict[str, timedelta] = {}
+        for symbol, held in self._by_symbol.items():
+            held.sort(key=lambda c: c.start)
+            self._starts[symbol] = [c.start for c in held]
+            self._longest[symbol] = max(c.end - c.start for c in held)
+
+    def overlapping(self, symbol: str, start: datetime, end: datetime) -> list[ChunkSpec]:
+        """The committed chunks holding `symbol` somewhere in [start, end), by start."""
+        held = self._by_symbol.get(symbol, [])
+        if not held:
+            return []
+        starts = self._starts[symbol]
+        first = bisect.bisect_left(starts, start - self._longest[symbol])
+        last = bisect.bisect_left(starts, end)
+        return [c for c in held[first:last] if c.end > start]
+
+
+def _gaps(start: datetime, end: datetime, covering: list[ChunkSpec]) -> tuple[tuple[datetime, datetime], ...]:
+    """The parts of [start, end) that no chunk of `covering` (sorted by start) holds."""
+    gaps: list[tuple[datetime, datetime]] = []
+    cursor = start
+    for cover in covering:
+        if cover.start > cursor:
+            gaps.append((cursor, min(cover.start, end)))
+        cursor = max(cursor, cover.end)
+    if cursor < end:
+        gaps.append((cursor, end))
+    return tuple(gaps)
 
 
 def batch_split(source_schema: str) -> str:
@@ -82,33 +142,6 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
-def with_committed(planned: list[ChunkSpec], committed: Iterable[ChunkSpec]) -> list[ChunkSpec]:
-    """`planned`, where a chunk the lake does not hold overlaps committed chunks of the same request
-    identity, replaced by those chunks and by chunks for the uncovered gaps of its window."""
-    by_identity: dict[tuple[object, ...], list[ChunkSpec]] = {}
-    for chunk in committed:
-        by_identity.setdefault(_identity(chunk), []).append(chunk)
-    held = {c.chunk_id for chunks in by_identity.values() for c in chunks}
-    result: dict[str, ChunkSpec] = {}
-    for chunk in planned:
-        covering = sorted((c for c in by_identity.get(_identity(chunk), [])
-                           if c.start < chunk.end and c.end > chunk.start), key=lambda c: c.start)
-        if chunk.chunk_id in held or not covering:
-            result.setdefault(chunk.chunk_id, chunk)
-            continue
-        cursor = chunk.start
-        for cover in covering:
-            if cover.start > cursor:
-                gap = chunk.model_copy(update={"start": cursor, "end": cover.start})
-                result.setdefault(gap.chunk_id, gap)
-            result.setdefault(cover.chunk_id, cover)
-            cursor = max(cursor, cover.end)
-        if cursor < chunk.end:
-            gap = chunk.model_copy(update={"start": cursor, "end": chunk.end})
-            result.setdefault(gap.chunk_id, gap)
-    return list(result.values())
-
-
 def merge_adjacent(chunks: list[ChunkSpec]) -> list[ChunkSpec]:
     """Runs of adjacent chunks of the same request identity as one window each: a batch job or a cost
     question per run, not per chunk (Databento limits both per second or minute)."""
@@ -124,3 +157,8 @@ def merge_adjacent(chunks: list[ChunkSpec]) -> list[ChunkSpec]:
 
 def _identity(chunk: ChunkSpec) -> tuple[object, ...]:
     return chunk.dataset, chunk.schema_, chunk.source_schema, chunk.stype_in, tuple(sorted(chunk.symbols))
+
+
+def _source(chunk: ChunkSpec) -> tuple[str, str, str]:
+    """What a chunk's bytes are, whatever schema is made of them."""
+    return chunk.dataset, chunk.source_schema, chunk.stype_in

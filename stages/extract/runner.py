@@ -14,9 +14,15 @@ from lake.scratch import chunk_scratch
 from lake.storage import Lake
 from lake.workers import chunk_workers, committed_only
 from stages.extract.base import BaseAdapter, CostEstimate
-from stages.extract.batch import BatchPolicy, run_batch
-from stages.extract.delivery import Delivery, commit_raw, failed, resolve_and_commit
-from stages.extract.planner import merge_adjacent
+from stages.extract.batch import BatchPolicy, deliver_open_jobs, open_jobs, run_batch, split_by_jobs
+from stages.extract.delivery import (
+    Delivery,
+    commit_raw,
+    failed,
+    keep_download,
+    kept_download,
+    resolve_and_commit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,7 @@ class ExtractReport:
     skipped: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  # held by another process, not done by this run
     reused: list[str] = field(default_factory=list)
+    paid: list[str] = field(default_factory=list)  # held by batch jobs submitted before: delivered by them
     failed: dict[str, str] = field(default_factory=dict)
     records: int = 0
     bytes: int = 0
@@ -67,6 +74,9 @@ def run_extract(adapter: BaseAdapter, lake: Lake, chunks: list[ChunkSpec], *, ma
         for chunk in (c for c in todo if c.source_key in bought):
             _reuse(manifest, bought[chunk.source_key], chunk, report, record=not cost.dry_run)
         todo = [c for c in todo if c.source_key not in bought]
+    jobs = open_jobs(manifest)
+    paid, todo = split_by_jobs(todo, jobs)  # batch jobs already paid for deliver their part
+    report.paid = [c.chunk_id for pieces in paid.values() for c in pieces]
     report.estimate = adapter.estimate(todo) if todo else CostEstimate()
     log.info("extract started: %d chunks planned, %d to download, estimated $%.4f", len(chunks), len(todo),
              report.estimate.usd, extra={"event": "stage_started", "stage": "extract", "chunks": len(todo)})
@@ -82,19 +92,18 @@ def run_extract(adapter: BaseAdapter, lake: Lake, chunks: list[ChunkSpec], *, ma
                                    if c.chunk_id in current and current[c.chunk_id].symbology_pending]
     task = ChunkTask(adapter, lake, force)
     announce = committed_only(on_chunk)
-    outcomes: list[tuple[str, ManifestEvent | str | None]]
+    delivery = Delivery(adapter, lake, manifest, on_chunk)
     with chunk_workers(max_concurrency, "extract", scheduler) as pool:
         resolved = pool.run(partial(resolve_task, task), unresolved, announce)
-        if batch.applies(report.estimate.bytes):
-            delivery = Delivery(adapter, lake, manifest, on_chunk)
-            outcomes = [(request.chunk_id, outcome) for request in merge_adjacent(todo)
-                        for outcome in _or_skipped(run_batch(delivery, request, batch.poll_seconds))]
+        outcomes = deliver_open_jobs(delivery, {job_id: jobs[job_id] for job_id in paid}, batch.poll_seconds)
+        if todo and batch.applies(report.estimate.bytes):
+            outcomes += run_batch(delivery, todo, batch.poll_seconds)
             log.info("extract went through the batch API (%s)", "asked for" if batch.via == "batch" else
                      f"{report.estimate.bytes:,} bytes > {batch.above_bytes:,}",
                      extra={"event": "batch", "stage": "extract"})
         else:
-            outcomes = list(zip((c.chunk_id for c in todo), pool.run(partial(extract_task, task), todo, announce),
-                                strict=True))
+            outcomes += zip((c.chunk_id for c in todo), pool.run(partial(extract_task, task), todo, announce),
+                            strict=True)
     for event, outcome in zip(unresolved, resolved, strict=True):
         if isinstance(outcome, str):
             report.failed[event.chunk_id] = outcome
@@ -130,11 +139,6 @@ def _reuse(manifest: Manifest, bought: ManifestEvent, chunk: ChunkSpec, report: 
              extra={"event": "chunk_committed", "stage": "extract", "chunk_id": chunk.chunk_id})
 
 
-def _or_skipped(outcomes: list[ManifestEvent | str] | None) -> list[ManifestEvent | str | None]:
-    """A batch request another process is on counts as one skipped request."""
-    return [None] if outcomes is None else list(outcomes)
-
-
 @dataclass(frozen=True)
 class ChunkTask:
     """What a chunk task needs, in a form that travels to cluster workers (see lake/workers.py)."""
@@ -156,12 +160,15 @@ def extract_task(task: ChunkTask, chunk: ChunkSpec) -> ManifestEvent | str | Non
         if not locked or (not task.force and chunk.chunk_id in manifest.latest("extract")):
             return None
         with chunk_scratch(lake, "extract", chunk.chunk_id) as scratch:
-            temp = scratch / "download.dbn.zst"
-            try:
-                records = delivery.adapter.fetch(chunk, temp)
-            except HistError as exc:
-                return failed(manifest, chunk, str(exc))
-            return commit_raw(delivery, chunk, temp, records, scratch)
+            kept = kept_download(lake, chunk)  # bought by a run whose commit failed
+            if kept is None:
+                temp = scratch / "download.dbn.zst"
+                try:
+                    records = delivery.adapter.fetch(chunk, temp)
+                except HistError as exc:
+                    return failed(manifest, chunk, str(exc))
+                kept = keep_download(lake, chunk, temp, records), records
+            return commit_raw(delivery, chunk, *kept, scratch)
 
 
 def resolve_task(task: ChunkTask, committed: ManifestEvent) -> ManifestEvent | str | None:

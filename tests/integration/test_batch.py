@@ -127,6 +127,73 @@ def test_batch_given_sigkill_during_a_download_resumes_it_with_a_range_request(
     assert rows(database_url) == (source_count(gateway),) * 2
 
 
+@pytest.mark.parametrize(("schema", "end"), [("trades", "2024-01-03"), ("ohlcv-1h", "2024-01-04")],
+                         ids=["one day of ticks", "a month window of hourly bars"])
+def test_batch_given_one_file_covering_the_whole_request_commits_it(
+        hist: HistRunner, gateway: Gateway, database_url: str, schema: str, end: str) -> None:
+    job = ["--dataset", DATASET, "--schema", schema, "--symbols", "ESH4,NQH4", "--start-date", "2024-01-02",
+           "--end-date", end]
+
+    result = hist("ingest", *job, "--via", "batch")
+
+    assert "extract: 1 chunks" in result.stdout and "0 failed" in result.stdout, result.stdout + result.stderr
+    assert len(calls(gateway, "/v0/batch/download")) == 1
+    table = "trades_data" if schema == "trades" else "ohlcv_data"
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0  # type: ignore[index]
+
+
+def test_batch_given_submit_answer_lost_adopts_the_job_it_made_instead_of_paying_twice(
+        hist: HistRunner, gateway: Gateway, database_url: str) -> None:
+    gateway.faults({"kind": "truncate", "after_bytes": 0, "count": 1, "path": "/v0/batch.submit_job"})
+
+    hist("ingest", *TRADES, "--via", "batch")
+
+    jobs = gateway.admin("batch")["jobs"]  # type: ignore[index]
+    assert len(calls(gateway, "/v0/batch.submit_job")) == 1 and len(jobs) == 1, "the lost submit made the only job"
+    assert calls(gateway, "/v0/batch.list_jobs"), "looked up before submitting again"
+    assert rows(database_url) == (source_count(gateway),) * 2
+
+
+def test_batch_given_503s_while_polling_keeps_the_job_and_a_rerun_polls_it_again(
+        hist: HistRunner, gateway: Gateway, database_url: str) -> None:
+    gateway.faults({"kind": "500", "status": 503, "count": 100, "path": "/v0/batch.get_job_details"})
+
+    failed = hist("ingest", *TRADES, "--via", "batch", check=False)
+
+    assert failed.returncode == 1 and "the job is kept" in failed.stderr, failed.stderr
+    gateway.faults()
+    hist("ingest", *TRADES, "--via", "batch")
+    assert len(calls(gateway, "/v0/batch.submit_job")) == 1, "one job, polled again"
+    assert rows(database_url) == (source_count(gateway),) * 2
+
+
+def test_batch_given_job_delivered_in_part_downloads_the_rest_from_it_without_a_new_job(
+        hist: HistRunner, gateway: Gateway, database_url: str) -> None:
+    gateway.faults({"kind": "corrupt", "count": 4, "path": "/v0/batch/download"})  # the first file, every retry
+
+    partial = hist("ingest", *TRADES, "--via", "batch", check=False)
+
+    assert partial.returncode == 1 and "extract: 1 chunks" in partial.stdout, partial.stdout + partial.stderr
+    gateway.faults()
+    gateway.admin("requests", [])
+    rest = hist("ingest", *TRADES, "--via", "batch")
+    assert calls(gateway, "/v0/batch.submit_job") == [] and gateway.requests() == [], "nothing bought again"
+    assert len(calls(gateway, "/v0/batch/download")) == 1 and "1 from batch jobs already paid for" in rest.stdout
+    assert rows(database_url) == (source_count(gateway),) * 2
+
+
+def test_streamed_rerun_of_a_chunk_an_open_job_holds_takes_it_from_the_job(
+        hist: HistRunner, slow_jobs: Gateway, database_url: str) -> None:
+    gateway = slow_jobs
+    killed_while_polling(hist, gateway)
+
+    hist("ingest", *TRADES)  # auto: streaming by size, but the job is paid for
+
+    assert gateway.requests() == [] and len(calls(gateway, "/v0/batch.submit_job")) == 1
+    assert rows(database_url) == (source_count(gateway),) * 2
+
+
 @pytest.fixture
 def slow_jobs(gateway: Gateway) -> Iterator[Gateway]:
     """Jobs that stay in each state for 50 polls, so a test can act while one is being polled."""

@@ -108,6 +108,6 @@ def test_derived_schema_given_its_source_bytes_bought_downloads_nothing(hist: Hi
     plan = hist("ingest", "--schema", "ohlcv-5m", *bars, "--dry-run")
     run = hist("ingest", "--schema", "ohlcv-5m", *bars)
 
-    assert "1 reusing bytes already bought, 0 to download" in plan.stdout
+    assert "1 reusing bytes already bought, 0 from batch jobs already paid for, 0 to download" in plan.stdout
     assert "1 reusing bytes already bought" in run.stdout and "load: 1 chunks loaded" in run.stdout
     assert len(gateway.requests()) == bought == 1

@@ -19,7 +19,6 @@ from stages.extract.planner import (
     MAX_RECORDS_PER_REQUEST,
     TICK_RECORDS_PER_SYMBOL_DAY,
     plan_chunks,
-    with_committed,
 )
 from tools.generate import generate
 
@@ -124,16 +123,49 @@ def test_plan_given_schema_sizes_windows_to_its_record_rate_on_calendar_boundari
     assert all(unit[schema](d) for d in inner)
 
 
-def test_with_committed_given_extended_job_plans_only_the_gaps() -> None:
+def test_plan_given_extended_job_plans_only_the_gaps() -> None:
     earlier = plan_chunks(job(start_date=date(2024, 1, 10), end_date=date(2024, 1, 20)), "ohlcv-1h")
-    later = plan_chunks(job(start_date=date(2024, 1, 1), end_date=date(2024, 3, 1)), "ohlcv-1h")
+    later = job(start_date=date(2024, 1, 1), end_date=date(2024, 3, 1))
 
-    chunks = with_committed(later, earlier)
+    chunks = plan_chunks(later, "ohlcv-1h", earlier)
 
     windows = [(c.start.date(), c.end.date()) for c in chunks]
-    assert sorted(windows) == [(date(2024, 1, 1), date(2024, 1, 10)), (date(2024, 1, 10), date(2024, 1, 20)),
-                               (date(2024, 1, 20), date(2024, 2, 1)), (date(2024, 2, 1), date(2024, 3, 1))]
-    assert earlier[0] in chunks and with_committed(later, [*earlier, *chunks]) == chunks
+    assert windows == [(date(2024, 1, 1), date(2024, 1, 10)), (date(2024, 1, 10), date(2024, 1, 20)),
+                       (date(2024, 1, 20), date(2024, 2, 1)), (date(2024, 2, 1), date(2024, 3, 1))]
+    assert earlier[0] in chunks and plan_chunks(later, "ohlcv-1h", [*earlier, *chunks]) == chunks
+
+
+def test_plan_given_one_symbol_added_to_120_held_asks_for_that_symbol_alone() -> None:
+    held = plan_chunks(job(schema="trades", symbols=[f"S{i:03d}" for i in range(120)]), "trades")
+    grown = job(schema="trades", symbols=[f"S{i:03d}" for i in range(121)])
+
+    chunks = plan_chunks(grown, "trades", held)
+
+    assert len(held) == 9 and set(held) <= set(chunks), "3 days x 3 groups of 40, every one reused"
+    new = [c for c in chunks if c not in held]
+    assert [(c.symbols, c.start.day, c.end.day) for c in new] == [(("S120",), d, d + 1) for d in (2, 3, 4)]
+
+
+def test_plan_given_symbols_held_on_some_days_asks_for_each_symbols_missing_days_only() -> None:
+    first = plan_chunks(job(schema="trades", symbols=["ESH4"], end_date=date(2024, 1, 3)), "trades")
+    both = job(schema="trades", symbols=["ESH4", "NQH4"], end_date=date(2024, 1, 4))
+
+    chunks = plan_chunks(both, "trades", first)
+
+    cells = {(s, c.start.day) for c in chunks for s in c.symbols}
+    assert cells == {("ESH4", 2), ("ESH4", 3), ("NQH4", 2), ("NQH4", 3)}
+    assert [c.symbols for c in chunks] == [("ESH4",), ("NQH4",), ("ESH4", "NQH4")], "days lacked alike share a request"
+
+
+def test_plan_given_bytes_held_for_another_schema_of_the_same_source_plans_them_again_under_this_schema() -> None:
+    one_minute = plan_chunks(job(symbols=["ESH4"]), "ohlcv-1m")
+
+    five_minute = plan_chunks(job(schema="ohlcv-5m", symbols=["ESH4", "NQH4"]), "ohlcv-1m", one_minute)
+
+    reused = [c for c in five_minute if c.symbols == ("ESH4",)]
+    assert [c.source_key for c in reused] == [c.source_key for c in one_minute]
+    assert all(c.schema_ == "ohlcv-5m" for c in five_minute)
+    assert {s for c in five_minute for s in c.symbols if c not in reused} == {"NQH4"}
 
 
 def test_fetch_given_server_error_then_success_retries_and_leaves_no_partial_file(dbn_file: Path,
