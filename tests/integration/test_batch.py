@@ -161,7 +161,7 @@ def test_batch_given_503s_while_polling_keeps_the_job_and_a_rerun_polls_it_again
 
     failed = hist("ingest", *TRADES, "--via", "batch", check=False)
 
-    assert failed.returncode == 1 and "the job is kept" in failed.stderr, failed.stderr
+    assert failed.returncode == 1 and "HTTP 503" in failed.stderr, failed.stderr
     gateway.faults()
     hist("ingest", *TRADES, "--via", "batch")
     assert len(calls(gateway, "/v0/batch.submit_job")) == 1, "one job, polled again"

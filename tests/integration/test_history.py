@@ -47,3 +47,19 @@ def test_ingest_given_a_year_of_hourly_bars_asks_at_most_13_times_and_an_extensi
     starts = sorted(str(r["params"]["start"])[:10] for r in later)  # type: ignore[index]
     assert starts[0] == "2023-03-15", "the extension asks only for what the lake does not hold"
     assert bars_in_db(database_url) == (bars, bars)
+
+
+def test_ingest_given_a_symbol_added_to_a_job_buys_that_symbol_alone(
+        hist: HistRunner, gateway: Gateway, database_url: str) -> None:
+    trades = ["--dataset", "GLBX.MDP3", "--schema", "trades", "--start-date", "2024-01-02", "--end-date", "2024-01-04"]
+    hist("ingest", *trades, "--symbols", "ESH4,NQH4")
+    gateway.admin("requests", [])
+
+    grown = hist("ingest", *trades, "--symbols", "ESH4,ESM4,NQH4")
+
+    asked = sorted((str(r["params"]["symbols"]), str(r["params"]["start"])[:10]) for r in gateway.requests())  # type: ignore[index]
+    assert asked == [("ESM4", "2024-01-02"), ("ESM4", "2024-01-03")], "the two days of ESM4, nothing held re-bought"
+    assert "2 already in the lake" in grown.stdout
+    with psycopg.connect(database_url) as conn:
+        by_symbol = dict(conn.execute("SELECT symbol, count(*) FROM trades_data GROUP BY 1").fetchall())
+    assert set(by_symbol) == {"ESH4", "ESM4", "NQH4"} and all(n > 0 for n in by_symbol.values())
