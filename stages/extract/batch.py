@@ -23,6 +23,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from lake.errors import HistError, TerminalError
@@ -35,6 +36,7 @@ from stages.extract.planner import merge_adjacent
 
 log = logging.getLogger(__name__)
 Via = Literal["auto", "stream", "batch"]
+JOB_LIFETIME = timedelta(days=30)  # Databento deletes a job's files 30 days after its submission
 Outcome = tuple[str, ManifestEvent | str | None]  # a chunk id: its event, why it failed, or None (another process)
 
 
@@ -56,13 +58,15 @@ class JobExpired(TerminalError):
 
 
 def open_jobs(manifest: Manifest) -> dict[str, ChunkSpec]:
-    """Jobs submitted and not given up, by id: the request each was submitted for."""
+    """Jobs submitted less than JOB_LIFETIME ago and not given up, by id: the request each was
+    submitted for. (An older job's files are gone; what the lake still lacks of it is asked for anew.)"""
     failures = manifest.latest("extract", "failed")
+    alive_since = datetime.now(UTC) - JOB_LIFETIME
     jobs: dict[str, ChunkSpec] = {}
     for chunk_id, submitted in manifest.latest("extract", "submitted").items():
         failure = failures.get(chunk_id)
         given_up = failure is not None and failure.batch_job is None and failure.created_at > submitted.created_at
-        if submitted.batch_job and not given_up:
+        if submitted.batch_job and not given_up and submitted.created_at > alive_since:
             jobs[submitted.batch_job] = submitted.chunk
     return jobs
 

@@ -6,7 +6,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
@@ -23,6 +23,7 @@ from schemas.config import MAX_SYMBOLS_PER_REQUEST, JobConfig, RetryPolicy
 from schemas.records import DatabentoRecord, model_for_schema
 from schemas.secrets import Secret
 from stages.extract.base import BaseAdapter, BatchFile, CostEstimate, Downloaded
+from stages.extract.batch import JOB_LIFETIME
 from stages.extract.errors import classify
 from stages.extract.planner import batch_split, merge_adjacent, plan_chunks
 from stages.extract.retry import with_retries
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 COUNT_BATCH = 250_000  # records decoded at a time to count and check a download: bounded memory
 ALL_SYMBOLS = "ALL_SYMBOLS"
 LIVE_JOB_STATES = "received,queued,processing,done"
-JOB_LIFETIME = timedelta(days=30)  # a job's files are deleted 30 days after its submission
 T = TypeVar("T")
 
 
