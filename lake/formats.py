@@ -99,6 +99,8 @@ class ManifestEvent(BaseModel):
     transform waits for the event that adds the symbology file, and a rerun resolves without
     downloading again. A `submitted` extract event records a batch job before its first poll, so a
     run killed while waiting polls the same job again instead of submitting (and paying) twice.
+    `lease` (an object-store lake only) lets readers refuse an event that landed after a `LeaseFence`
+    for a newer lease on its chunk.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -116,6 +118,7 @@ class ManifestEvent(BaseModel):
     error: str | None = None
     symbology_pending: bool = False  # extract: raw bytes committed, raw symbols not resolved yet
     batch_job: str | None = None  # extract: the Databento batch job that delivers (or delivered) these bytes
+    lease: int | None = None  # object-store lake: the generation of the chunk lease its writer held it under
     created_at: datetime
 
     def file(self, role: FileRole) -> FileRef | None:
@@ -127,3 +130,20 @@ class ManifestEvent(BaseModel):
         'empty' for a chunk with no rows."""
         ref = self.file("standardized")
         return ref.sha256 if ref else "empty"
+
+
+class LeaseFence(BaseModel):
+    """Written into an object-store manifest by a worker that took over a chunk's lapsed lease, before
+    it works on the chunk: every event for the same stage and chunk that comes after it in the manifest
+    and was made under an older lease is refused by readers. The lapsed holder may not know yet that it
+    lost the lease (a stall, a renewal still being retried, its clock) and create an event after the
+    takeover; it is refused, so the chunk the new holder found undone has only the new holder's commit."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format_version: int = MANIFEST_FORMAT_VERSION
+    fence_id: str  # a nonce: a retried create recognises its own object
+    stage: Stage
+    chunk_id: str
+    lease: int  # the generation the new holder took the lease at
+    created_at: datetime

@@ -4,9 +4,11 @@ lease lapses.
 
 A chunk's leases are numbered generations under leases/<stage>/<chunk_id>/; the highest one is the
 current state. Taking, renewing and releasing a lease all create the next generation, and only one
-creator can win a number, so two workers never both believe they hold a chunk: a holder whose renewal
-loses has lost the lease, and the manifest refuses its commit (`assert_held`). Expiry is judged by the
-reader's clock: keep lease seconds well above the clock skew between machines."""
+creator can win a number: a holder whose renewal loses has lost the lease, and the manifest refuses its
+commit (`assert_held`). Expiry is judged by the reader's clock, so a holder that stalls or whose clock
+lags may not know yet that its lease lapsed and was taken over: the taker therefore fences the chunk in
+the manifest before it works on it, and readers refuse the old holder's events that land after that
+fence (each event carries the generation its lease was taken at, see `LeaseFence`)."""
 
 from __future__ import annotations
 
@@ -41,10 +43,15 @@ class LeaseLost(TransientError):
 @dataclass
 class _Held:
     prefix: str
-    generation: int
+    generation: int  # the newest one created: renewals raise it
     expires: float
+    took_over: bool  # from a holder that stopped renewing it, rather than released it
+    token: int = field(init=False)  # the generation it was taken at, which its manifest events carry
     stop: threading.Event = field(default_factory=threading.Event)
     lost: bool = False
+
+    def __post_init__(self) -> None:
+        self.token = self.generation
 
 
 class Leases:
@@ -70,6 +77,8 @@ class Leases:
             renewer = threading.Thread(target=self._renew, args=(held,), daemon=True, name=f"lease-{chunk_id}")
             renewer.start()
             try:
+                if held.took_over:  # its last holder may yet create an event for the chunk: refuse it
+                    self.lake.manifest().fence(stage, chunk_id, held.token)
                 yield True
             finally:
                 held.stop.set()
@@ -77,6 +86,12 @@ class Leases:
                 with self._lock:
                     self._held.pop((stage, chunk_id), None)
                 self._release(held)
+
+    def token(self, stage: Stage, chunk_id: str) -> int | None:
+        """The generation this process took the chunk's lease at, if it holds it."""
+        with self._lock:
+            held = self._held.get((stage, chunk_id))
+        return held.token if held else None
 
     def assert_held(self, stage: Stage, chunk_id: str) -> None:
         """Raise LeaseLost if this process was working on the chunk and lost its lease."""
@@ -98,7 +113,7 @@ class Leases:
                 continue
             expires = time.time() + self.seconds  # what the lease says, not when the store answered
             if self._create(prefix, generation + 1, expires):
-                return _Held(prefix, generation + 1, expires)
+                return _Held(prefix, generation + 1, expires, took_over=state is not None and not state.get("released"))
 
     def _renew(self, held: _Held) -> None:
         while not held.stop.wait(self.seconds / 3):

@@ -84,10 +84,15 @@ class Manifest(ABC):
             error=error,
             symbology_pending=symbology_pending,
             batch_job=batch_job,
+            lease=self._lease(stage, chunk.chunk_id),
             created_at=datetime.now(UTC),
         )
         self.append(event)
         return event
+
+    def _lease(self, stage: Stage, chunk_id: str) -> int | None:
+        """The lease this process holds the chunk under, where leases exist (an object-store lake)."""
+        return None
 
     def local_file(self) -> Path | None:
         """The file holding the events, where they are in one local file (to watch it)."""

@@ -28,7 +28,7 @@ from lake.storage import Lake
 if TYPE_CHECKING:
     import duckdb
 
-    from lake.manifest import Manifest
+    from lake.object_manifest import ObjectManifest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,6 +75,8 @@ def _transient(exc: BaseException) -> bool:
 
 
 class ObjectLake(Lake):
+    _manifest: ObjectManifest
+
     def __init__(self, url: str, fs: Any, root: str, scratch_root: Path, retry_seconds: float) -> None:
         from lake.leases import Leases
 
@@ -223,7 +225,11 @@ class ObjectLake(Lake):
         bucket (processes on other machines)."""
         return self.leases.hold(stage, chunk_id, local=try_lock(self.lock_file(stage, chunk_id)))
 
-    def _new_manifest(self) -> Manifest:
+    def manifest(self) -> ObjectManifest:
+        """The lake's manifest, as what it is here: leases write their fences into it."""
+        return self._manifest
+
+    def _new_manifest(self) -> ObjectManifest:
         from lake.object_manifest import ObjectManifest
 
         return ObjectManifest(self)
