@@ -1,4 +1,5 @@
-# hist: `make demo` runs the sample job end to end; `make test` runs the test suite.
+# hist: `make demo` runs the sample job end to end; `make test` runs the test suite; `make check-plain-install`
+# checks that a plain `pip install .` (no extras) runs a local-lake ingest.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ STATE := .hist
 PG_PORT ?= 55432
 TEST_TZ ?= America/New_York# hosts are not all UTC: the suite runs off UTC (override: make test TEST_TZ=Asia/Tokyo)
 
-.PHONY: demo test lint bench bench-cluster timescaledb stop clean
+.PHONY: demo test check-plain-install lint bench bench-cluster timescaledb stop clean
 
 # pip's notes about this machine's package mirrors and setuptools' editable-install banner are noise
 PIP_NOISE := is ignored: it is neither a file nor a directory
@@ -27,6 +28,9 @@ demo: $(BIN)/.installed timescaledb
 
 test: $(BIN)/.installed timescaledb
 	TZ=$(TEST_TZ) $(BIN)/pytest -q
+
+check-plain-install: $(BIN)/.installed timescaledb
+	PYTHON=$(PYTHON) bash tools/check_plain_install.sh
 
 bench: $(BIN)/.installed timescaledb
 	$(BIN)/python tools/bench.py

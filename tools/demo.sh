@@ -7,11 +7,12 @@ cd "$(dirname "$0")/.."
 STATE=$(realpath -m "${STATE:-.hist}")
 PG_PORT=${PG_PORT:-55432}
 BIN=.venv/bin
+PY=$BIN/python
+. tools/replay.sh
 mkdir -p "$STATE"
 
 # A throwaway key for the local gateway: never printed, never on a command line.
-[ -f "$STATE/demo.key" ] || (umask 077; echo "db-demo$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" > "$STATE/demo.key")
-export DATABENTO_API_KEY; DATABENTO_API_KEY=$(cat "$STATE/demo.key")
+replay_key "$STATE/demo.key"
 
 echo "== generating synthetic Databento data (deterministic, seed 7; bars, tbbo and statistics from one tape of trades)"
 [ -f "$STATE/data/GLBX.MDP3/symbology.json" ] || "$BIN/python" tools/generate.py --out "$STATE/data" \
@@ -22,14 +23,10 @@ HIST_DATABASE_URL=$(bash tools/timescaledb.sh start "$STATE/pg" "$PG_PORT")
 export HIST_DATABASE_URL
 
 echo "== starting the replay gateway"
-rm -f "$STATE/gateway.port"
-"$BIN/python" tools/gateway.py --data "$STATE/data" --port 0 --cert-dir "$STATE/certs" \
-    --port-file "$STATE/gateway.port" > "$STATE/gateway.log" 2>&1 &
-GATEWAY_PID=$!
+GATEWAY_PID=
 trap 'kill $GATEWAY_PID 2>/dev/null || true' EXIT
-for _ in $(seq 100); do [ -s "$STATE/gateway.port" ] && break; sleep 0.1; done
-[ -s "$STATE/gateway.port" ] || { cat "$STATE/gateway.log"; echo "gateway did not start"; exit 1; }
-export DATABENTO_GATEWAY=127.0.0.1:$(cat "$STATE/gateway.port") REQUESTS_CA_BUNDLE=$STATE/certs/cert.pem HIST_LAKE=$STATE/lake
+replay_gateway "$STATE/data" "$STATE"
+export HIST_LAKE=$STATE/lake
 
 echo "== hist db init"
 "$BIN/hist" db init
