@@ -112,6 +112,13 @@ class Manifest(ABC):
             self._catch_up()
             return dict(self._latest.get((stage, status), {}))
 
+    def newest(self, stage: Stage, chunk_id: str, status: str = "committed") -> ManifestEvent | None:
+        """The newest event of one stage and status for one chunk: what a chunk task asks before it
+        works, at a cost that does not grow with the lake."""
+        with self._read_lock:
+            self._catch_up()
+            return self._latest.get((stage, status), {}).get(chunk_id)
+
     def _catch_up(self) -> None:
         """Read and index the new events (under the read lock)."""
         new = self._read_new()  # may start over (a replaced log) before adding to what was read

@@ -157,7 +157,7 @@ def extract_task(task: ChunkTask, chunk: ChunkSpec) -> ManifestEvent | str | Non
     delivery = task.delivery()
     lake, manifest = delivery.lake, delivery.manifest
     with lake.lock("extract", chunk.chunk_id) as locked:
-        if not locked or (not task.force and chunk.chunk_id in manifest.latest("extract")):
+        if not locked or (not task.force and manifest.newest("extract", chunk.chunk_id) is not None):
             return None
         with chunk_scratch(lake, "extract", chunk.chunk_id) as scratch:
             kept = kept_download(lake, chunk)  # bought by a run whose commit failed
@@ -176,7 +176,7 @@ def resolve_task(task: ChunkTask, committed: ManifestEvent) -> ManifestEvent | s
     or was interrupted before): no download."""
     delivery = task.delivery()
     with delivery.lake.lock("extract", committed.chunk_id) as locked:
-        current = delivery.manifest.latest("extract").get(committed.chunk_id)
+        current = delivery.manifest.newest("extract", committed.chunk_id)
         if not locked or current is None or not current.symbology_pending:
             return None
         with chunk_scratch(delivery.lake, "extract", committed.chunk_id) as scratch:

@@ -64,25 +64,35 @@ class TransformReport:
 def pending(manifest: Manifest, rules_version: str, chunk_ids: set[str] | None = None, *,
             retry_failed: bool = False, redo: frozenset[str] = frozenset()) -> list[ManifestEvent]:
     """Extracted chunks whose current raw file has no committed transform, plus those in `redo`
-    (chunks still waiting for their raw symbols are not ready).
-    A chunk that failed on this raw file and these rules is not retried unless `retry_failed`
-    (a corrupt file fails the same way every time; watch mode must not loop on it)."""
+    (chunks still waiting for their raw symbols are not ready)."""
     transformed = manifest.latest("transform")
     failed = manifest.latest("transform", "failed")
-    todo = []
-    for chunk_id, extracted in manifest.latest("extract").items():
-        if (chunk_ids is not None and chunk_id not in chunk_ids) or extracted.symbology_pending:
-            continue
-        inputs = _inputs(extracted)
-        done, failure = transformed.get(chunk_id), failed.get(chunk_id)
-        if chunk_id not in redo and done is not None and set(inputs) <= set(done.input_sha256):
-            continue
-        if (chunk_id not in redo and not retry_failed and failure is not None
-                and failure.input_sha256 == inputs and failure.rules_version == rules_version
-                and (done is None or failure.created_at > done.created_at)):
-            continue
-        todo.append(extracted)
-    return todo
+    return [extracted for chunk_id, extracted in manifest.latest("extract").items()
+            if (chunk_ids is None or chunk_id in chunk_ids)
+            and _waiting(extracted, transformed.get(chunk_id), failed.get(chunk_id), rules_version,
+                         retry_failed or chunk_id in redo, chunk_id in redo)]
+
+
+def _still_pending(manifest: Manifest, extracted: ManifestEvent, rules_version: str, retry_failed: bool) -> bool:
+    """`pending` for one chunk, from the manifest's index (a chunk task asks it under the chunk's lock)."""
+    chunk_id = extracted.chunk_id
+    return manifest.newest("extract", chunk_id) == extracted and _waiting(
+        extracted, manifest.newest("transform", chunk_id), manifest.newest("transform", chunk_id, "failed"),
+        rules_version, retry_failed, redo=False)
+
+
+def _waiting(extracted: ManifestEvent, done: ManifestEvent | None, failure: ManifestEvent | None, rules_version: str,
+             retry_failed: bool, redo: bool) -> bool:
+    """Whether an extracted chunk is to be transformed. One that failed on this raw file and these rules is
+    not retried unless `retry_failed` (a corrupt file fails the same way every time; watch mode must not
+    loop on it)."""
+    if extracted.symbology_pending:
+        return False
+    inputs = _inputs(extracted)
+    if not redo and done is not None and set(inputs) <= set(done.input_sha256):
+        return False
+    return not (not retry_failed and failure is not None and failure.input_sha256 == inputs
+                and failure.rules_version == rules_version and (done is None or failure.created_at > done.created_at))
 
 
 def run_transform(settings: TransformSettings, chunk_ids: set[str] | None = None, *, retry_failed: bool = False,
@@ -125,9 +135,8 @@ def transform_task(settings: TransformSettings, retry_failed: bool, redo: frozen
     chunk_id = extracted.chunk_id
     manifest = settings.lake.manifest()
     with settings.lake.lock("transform", chunk_id) as locked:
-        still_pending = chunk_id in redo or extracted in pending(
-            manifest, settings.rules_version, {chunk_id}, retry_failed=retry_failed)
-        if not locked or not still_pending:
+        if not locked or not (chunk_id in redo or _still_pending(manifest, extracted, settings.rules_version,
+                                                                 retry_failed)):
             return None
         try:
             with chunk_scratch(settings.lake, "transform", chunk_id) as scratch:

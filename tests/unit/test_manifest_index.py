@@ -77,3 +77,25 @@ def test_latest_given_a_replaced_log_forgets_the_old_one(tmp_path: Path) -> None
     assert manifest.latest("transform", "failed") == {}
     assert [e.event_id for e in manifest.latest("transform").values()] == ["e1"]
     assert [e.event_id for e in manifest.events()] == ["e0", "e1"]
+
+
+def test_newest_of_one_chunk_costs_the_same_with_a_hundred_chunks_as_with_ten_thousand(tmp_path: Path) -> None:
+    def spread(count: int, start: int = 0) -> bytes:
+        return "".join(ManifestEvent(
+            event_id=f"e{n}", stage="transform", status="committed", chunk_id=f"chunk-{n}", chunk=CHUNKS[0],
+            created_at=datetime(2024, 1, 3, tzinfo=UTC)).model_dump_json() + "\n" for n in range(start, start + count)
+        ).encode()
+
+    manifest = JsonlManifest(tmp_path / MANIFEST_LOG)
+    manifest.path.parent.mkdir(parents=True)
+    manifest.path.write_bytes(spread(100))
+    manifest.newest("transform", "chunk-7")  # reads the log
+    small = calls(lambda: manifest.newest("transform", "chunk-7"))
+    with open(manifest.path, "ab") as fh:
+        fh.write(spread(9_900, start=100))
+    manifest.newest("transform", "chunk-7")
+    large = calls(lambda: manifest.newest("transform", "chunk-7"))
+
+    assert large == small, "a chunk task's check does not grow with the chunks in the lake"
+    newest = manifest.newest("transform", "chunk-9999")
+    assert newest is not None and newest.event_id == "e9999" and manifest.newest("extract", "chunk-1") is None
