@@ -27,7 +27,7 @@ demo: $(BIN)/.installed timescaledb
 	STATE=$(STATE) PG_PORT=$(PG_PORT) bash tools/demo.sh
 
 test: $(BIN)/.installed timescaledb
-	TZ=$(TEST_TZ) $(BIN)/pytest -q
+	TZ=$(TEST_TZ) $(BIN)/pytest -q --durations=15  # the slowest tests: CI must stay under 15 minutes on 2 cores
 
 check-plain-install: $(BIN)/.installed timescaledb
 	PYTHON=$(PYTHON) bash tools/check_plain_install.sh

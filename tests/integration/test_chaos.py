@@ -108,7 +108,8 @@ def test_ingest_given_sigkill_and_ctrl_c_mid_run_resumes_to_every_row_once(
     gateway.faults({"kind": "slow", "delay": 0.25, "count": 10_000})
     process = subprocess.Popen([str(HIST), "ingest", *JOB], env=hist.env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, preexec_fn=listen_to_ctrl_c)
-    time.sleep(2.0)  # on an empty lake: mid-run, whatever the machine
+    while not gateway.requests() and process.poll() is None:  # on an empty lake: mid-run, however slow
+        time.sleep(0.05)                                        # the machine is to start it
     process.send_signal(signal.SIGINT)  # Ctrl-C
     _, interrupted = process.communicate(timeout=120)
     kills = sum(run_until_killed(["ingest", *JOB], hist.env, rng.uniform(0.8, 2.0)) for _ in range(5))
