@@ -56,11 +56,12 @@ class PipelineOrchestrator:
                               "cannot share; put it on object storage (HIST_LAKE=s3://bucket/prefix)")
         return cls(config, lake, load_mappings(config.mapping_config_path), scheduler)
 
-    def plan(self, job: JobConfig) -> list[ChunkSpec]:
+    def plan(self, job: JobConfig, force: bool = False) -> list[ChunkSpec]:
         """The job's chunks, under the schema's own name (an alias such as ohlcv.1m plans ohlcv-1m),
-        with what the lake holds already in place of the parts of windows it covers."""
+        with what the lake holds already in place of the parts of windows it covers (with `force`, as
+        if it held nothing: every chunk is bought again)."""
         job = job.model_copy(update={"schema_": self.mapping.canonical(job.schema_)})
-        committed = (e.chunk for e in self.lake.manifest().latest("extract").values())
+        committed = () if force else (e.chunk for e in self.lake.manifest().latest("extract").values())
         return self.adapter.plan(job, self.mapping.schema_mapping(job.schema_).source_schema, committed)
 
     @cached_property
@@ -72,7 +73,7 @@ class PipelineOrchestrator:
                 on_chunk: Callable[[ManifestEvent], None] | None = None, via: Via = "auto") -> ExtractReport:
         cost = cost or CostPolicy(max_cost_usd=self.config.max_cost_usd)
         batch = BatchPolicy(via, self.config.batch_above_bytes, self.config.batch_poll_seconds)
-        return run_extract(self.adapter, self.lake, self.plan(job), max_concurrency=self.config.max_concurrency,
+        return run_extract(self.adapter, self.lake, self.plan(job, force), max_concurrency=self.config.max_concurrency,
                            force=force, cost=cost, on_chunk=on_chunk, batch=batch, scheduler=self.scheduler)
 
     def transform_settings(self) -> TransformSettings:
@@ -114,7 +115,7 @@ class PipelineOrchestrator:
         hooks = hooks or ProgressHooks()
         if cost is not None and cost.dry_run:
             return self.extract(job, force=force, cost=cost, on_chunk=hooks.extract, via=via), None, None
-        chunk_ids = {c.chunk_id for c in self.plan(job)}
+        chunk_ids = {c.chunk_id for c in self.plan(job, force)}
         stop = threading.Event()
 
         def load(ids: set[str], _committed: Callable[[str], None], should_stop: Callable[[], bool]) -> LoadReport:

@@ -21,10 +21,10 @@ Batch (tools/gateway_batch.py), as Databento's: POST /v0/batch.submit_job (get_r
 validation, plus encoding=dbn, compression=zstd|none, split_duration=day|week|month|year|none, split_symbols,
 split_size in [1e9, 10e9], delivery=download) answers the job dict (id like GLBX-20240102-ABCDEFGHIJ,
 state "received", cost_usd, billed_size, record_count, the request's fields, ts_received, ...).
-GET /v0/batch.get_job_details?job_id= and GET /v0/batch.list_jobs?states=&since=&short= are polls: a
+GET /v0/batch.get_job_details?job_id= and GET /v0/batch.list_jobs?states=&since= are polls: a
 job moves received -> queued -> processing -> done, one state per `polls_per_state` polls of it (default
 1: done on the 4th poll; 0: done on the first); list_jobs polls every job, filters on states (default all
-but expired) and since, and answers the short form {id, state, ts_received} unless short=False. On
+but expired) and since, and answers the short form {id, state, ts_received} (`short` is ignored). On
 reaching done the job is built under --batch-dir (default <cert-dir>/../batch; it survives restarts): one
 file per split window (and symbol) with records, named like glbx-mdp3-20240102.ohlcv-1m.dbn.zst
 (glbx-mdp3-20240101-20240131... for longer windows, ...ohlcv-1m.ESH4.dbn.zst with split_symbols), each

@@ -372,14 +372,13 @@ class BatchHandler(Handler):
         return [describe(path) for path in sorted(folder.iterdir())]
 
     def _list_jobs(self, p: Params) -> list[dict[str, Any]]:
-        """Polls every job since `since`; the short form unless short=False, as Databento since 2026-09-29."""
+        """Polls every job since `since`; always the short form, as Databento's since 2026-10-27 (`short`
+        is ignored: get_job_details has the rest)."""
         batch = self.server.batch
         states = p["states"].split(",") if p.get("states") else STATES
         since = parse_time(p["since"], "since") if p.get("since") else 0
         jobs = [batch.poll(job_id, self._build) for job_id in batch.ids(since)]
-        short = p.get("short", "true").lower() != "false"
-        return [{k: j[k] for k in ("id", "state", "ts_received")} if short else j
-                for j in jobs if j["state"] in states]
+        return [{k: j[k] for k in ("id", "state", "ts_received")} for j in jobs if j["state"] in states]
 
     def _list_files(self, job_id: str) -> list[FileInfo]:
         job = self.server.batch.get(job_id)

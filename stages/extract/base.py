@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -57,8 +57,9 @@ class BaseAdapter(ABC):
         """Write the chunk's raw bytes to `destination` (which must not exist) and return the number
         of records in it; raise TransientError or TerminalError on failure."""
 
-    def submit_batch(self, request: ChunkSpec) -> str:
-        """Submit `request` as a batch job (split into files of the planner's windows); its id."""
+    def submit_batch(self, request: ChunkSpec, known: Collection[str] = ()) -> str:
+        """Submit `request` as a batch job (split into files of the planner's windows), or find the job
+        a lost submit made (not among the `known` job ids); its id."""
         raise TerminalError(f"{type(self).__name__} has no batch API")
 
     def batch_state(self, job_id: str) -> str:

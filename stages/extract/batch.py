@@ -73,8 +73,9 @@ def open_jobs(manifest: Manifest) -> dict[str, ChunkSpec]:
 
 def split_by_jobs(chunks: list[ChunkSpec], jobs: dict[str, ChunkSpec]) -> tuple[dict[str, list[ChunkSpec]],
                                                                                list[ChunkSpec]]:
-    """The parts of `chunks` that open jobs hold, by job id, and the rest (a chunk partly inside a
-    job's window is cut at the job's window)."""
+    """The parts of `chunks` that open jobs hold, by job id, and the rest: a chunk that shares symbols
+    and days with a job is cut into the job's symbols over the job's window (held) and the other
+    symbols and days (the rest)."""
     held: dict[str, list[ChunkSpec]] = {}
     rest: list[ChunkSpec] = []
     for chunk in chunks:
@@ -82,24 +83,29 @@ def split_by_jobs(chunks: list[ChunkSpec], jobs: dict[str, ChunkSpec]) -> tuple[
         for job_id, request in jobs.items():
             outside: list[ChunkSpec] = []
             for piece in pieces:
-                if not _holds_part(request, piece):
+                shared = tuple(s for s in piece.symbols if s in set(request.symbols))
+                if not (shared and _same_source(request, piece) and request.start < piece.end
+                        and piece.start < request.end):
                     outside.append(piece)
                     continue
-                held.setdefault(job_id, []).append(piece.model_copy(update={
-                    "start": max(piece.start, request.start), "end": min(piece.end, request.end)}))
-                if piece.start < request.start:
-                    outside.append(piece.model_copy(update={"end": request.start}))
-                if piece.end > request.end:
-                    outside.append(piece.model_copy(update={"start": request.end}))
+                start, end = max(piece.start, request.start), min(piece.end, request.end)
+                held.setdefault(job_id, []).append(piece.model_copy(update={"symbols": shared, "start": start,
+                                                                            "end": end}))
+                others = tuple(s for s in piece.symbols if s not in shared)
+                if others:
+                    outside.append(piece.model_copy(update={"symbols": others, "start": start, "end": end}))
+                if piece.start < start:
+                    outside.append(piece.model_copy(update={"end": start}))
+                if piece.end > end:
+                    outside.append(piece.model_copy(update={"start": end}))
             pieces = outside
         rest += pieces
     return held, rest
 
 
-def _holds_part(request: ChunkSpec, chunk: ChunkSpec) -> bool:
-    return ((request.dataset, request.source_schema, request.stype_in) == (chunk.dataset, chunk.source_schema,
-                                                                          chunk.stype_in)
-            and set(chunk.symbols) <= set(request.symbols) and request.start < chunk.end and chunk.start < request.end)
+def _same_source(request: ChunkSpec, chunk: ChunkSpec) -> bool:
+    return (request.dataset, request.source_schema, request.stype_in) == (chunk.dataset, chunk.source_schema,
+                                                                         chunk.stype_in)
 
 
 def deliver_open_jobs(delivery: Delivery, jobs: dict[str, ChunkSpec], poll_seconds: float) -> list[Outcome]:
@@ -114,32 +120,35 @@ def run_batch(delivery: Delivery, chunks: list[ChunkSpec], poll_seconds: float) 
     outcomes: list[Outcome] = []
     for request in merge_adjacent(chunks):
         try:
-            job_id = _submitted(delivery, request)
+            job = _submitted(delivery, request)
         except HistError as exc:
             outcomes.append((request.chunk_id, failed(delivery.manifest, request, f"batch submit: {exc}")))
             continue
-        if job_id is None:
+        if job is None:
             outcomes.append((request.chunk_id, None))
             continue
-        outcomes += deliver_job(delivery, job_id, request, poll_seconds)
+        outcomes += deliver_job(delivery, *job, poll_seconds)
     return outcomes
 
 
-def _submitted(delivery: Delivery, request: ChunkSpec) -> str | None:
-    """A job for `request`, recorded before anything waits on it; None when another process is
-    submitting it."""
+def _submitted(delivery: Delivery, request: ChunkSpec) -> tuple[str, ChunkSpec] | None:
+    """A job for `request` and the request it was made for, recorded before anything waits on it;
+    None when another process is submitting it."""
     manifest = delivery.manifest
     with delivery.lake.lock("extract", f"batch-{request.chunk_id}") as locked:
         if not locked:
             return None
-        held, rest = split_by_jobs([request], open_jobs(manifest))
+        jobs = open_jobs(manifest)
+        held, rest = split_by_jobs([request], jobs)
         if held and not rest:  # another process submitted it meanwhile
-            return next(iter(held))
-        job_id = delivery.adapter.submit_batch(request)
+            job_id = next(iter(held))
+            return job_id, jobs[job_id]
+        known = {e.batch_job for e in manifest.latest("extract", "submitted").values() if e.batch_job}
+        job_id = delivery.adapter.submit_batch(request, known)
         manifest.record("extract", request, batch_job=job_id)
     log.info("batch job %s for %s", job_id, request.chunk_id,
              extra={"event": "batch_submitted", "stage": "extract", "chunk_id": request.chunk_id})
-    return job_id
+    return job_id, request
 
 
 def deliver_job(delivery: Delivery, job_id: str, request: ChunkSpec, poll_seconds: float) -> list[Outcome]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
@@ -31,7 +31,6 @@ from stages.extract.retry import with_retries
 log = logging.getLogger(__name__)
 COUNT_BATCH = 250_000  # records decoded at a time to count and check a download: bounded memory
 ALL_SYMBOLS = "ALL_SYMBOLS"
-LIVE_JOB_STATES = "received,queued,processing,done"
 T = TypeVar("T")
 
 
@@ -115,15 +114,18 @@ class DatabentoAdapter(BaseAdapter):
             for record in store:
                 yield model.from_dbn(record)
 
-    def submit_batch(self, request: ChunkSpec) -> str:
-        """Every try first asks list_jobs for a live job with these very parameters: a submit whose
-        answer was lost (a timeout, a reset, a 5xx after the job was made) is found, not paid twice."""
+    def submit_batch(self, request: ChunkSpec, known: Collection[str] = ()) -> str:
+        """Every try first looks for a live job of the last 30 days, not among the `known` ones, with
+        these very parameters (list_jobs, in the short form Databento answers now, then each one's
+        details): a submit whose answer was lost (a timeout, a reset, a 5xx after the job was made) is
+        found, not paid twice."""
         params = batch_params(request)
 
         def find_or_submit() -> str:
-            listed = self.client.batch.list_jobs(states=LIVE_JOB_STATES, since=datetime.now(UTC) - JOB_LIFETIME,
-                                                 short=False)
-            found = next((str(j["id"]) for j in listed if same_request(j, params)), None)
+            listed = self.client.batch.list_jobs(states=None, since=datetime.now(UTC) - JOB_LIFETIME)
+            candidates = [str(j["id"]) for j in listed if j.get("state") != "expired" and str(j["id"]) not in known]
+            found = next((job_id for job_id in reversed(candidates)  # the newest first
+                          if same_request(self.client.batch.get_job_details(job_id), params)), None)
             if found is not None:
                 log.info("batch job %s already asks for %s: adopted, not submitted again", found, request.chunk_id,
                          extra={"event": "batch_adopted", "stage": "extract", "chunk_id": request.chunk_id})

@@ -46,7 +46,7 @@ def commit_raw(delivery: Delivery, chunk: ChunkSpec, temp: Path, records: int, s
                                 symbology_pending=pending, batch_job=batch_job)
     except OSError as exc:
         kept = f" (the bytes stay in {temp}: a rerun commits them without downloading)" if temp.exists() else ""
-        return failed(manifest, chunk, f"cannot commit the raw file: {exc}{kept}")
+        return failed(manifest, chunk, f"cannot commit the raw file: {exc}{kept}", batch_job)
     except HistError:  # the lake is unreachable or the lease lost: the run stops, the bytes wait for the next one
         log.warning("chunk %s: not committed; its downloaded bytes stay in %s for the next run", chunk.chunk_id, temp,
                     extra={"event": "kept", "stage": "extract", "chunk_id": chunk.chunk_id})
@@ -74,7 +74,7 @@ def resolve_and_commit(delivery: Delivery, extracted: ManifestEvent, scratch: Pa
                                 lambda sha: raw_key(chunk, sha, ".symbology.json"))
     except HistError as exc:
         return failed(manifest, chunk, f"symbology.resolve: {exc} (the raw bytes are in the lake: a rerun "
-                                       "resolves again without downloading)")
+                                       "resolves again without downloading)", extracted.batch_job)
     event = manifest.record("extract", chunk, files=[raw, symbology], records=extracted.records,
                             batch_job=extracted.batch_job)
     log.info("resolved the raw symbols of %d instruments for chunk %s", len(raw_symbols), chunk.chunk_id,
@@ -85,8 +85,8 @@ def resolve_and_commit(delivery: Delivery, extracted: ManifestEvent, scratch: Pa
 
 
 def failed(manifest: Manifest, chunk: ChunkSpec, reason: str, batch_job: str | None = None) -> str:
-    """Record and log a failure; `batch_job` names the job whose poll or file failed (the job stays
-    good)."""
+    """Record and log a failure; `batch_job` names the job whose poll, file or chunk failed (the job
+    stays good: only a failure without it, after the job's submission, gives a job up)."""
     manifest.record("extract", chunk, error=reason, batch_job=batch_job)
     log.error("extract failed for chunk %s: %s", chunk.chunk_id, reason,
               extra={"event": "chunk_failed", "stage": "extract", "chunk_id": chunk.chunk_id})

@@ -74,7 +74,7 @@ def run_extract(adapter: BaseAdapter, lake: Lake, chunks: list[ChunkSpec], *, ma
         for chunk in (c for c in todo if c.source_key in bought):
             _reuse(manifest, bought[chunk.source_key], chunk, report, record=not cost.dry_run)
         todo = [c for c in todo if c.source_key not in bought]
-    jobs = open_jobs(manifest)
+    jobs = {} if force else open_jobs(manifest)
     paid, todo = split_by_jobs(todo, jobs)  # batch jobs already paid for deliver their part
     report.paid = [c.chunk_id for pieces in paid.values() for c in pieces]
     report.estimate = adapter.estimate(todo) if todo else CostEstimate()

@@ -194,6 +194,20 @@ def test_streamed_rerun_of_a_chunk_an_open_job_holds_takes_it_from_the_job(
     assert rows(database_url) == (source_count(gateway),) * 2
 
 
+def test_symbol_added_while_a_job_is_open_buys_that_symbol_alone(
+        hist: HistRunner, slow_jobs: Gateway, database_url: str) -> None:
+    gateway = slow_jobs
+    killed_while_polling(hist, gateway)  # a job for ESH4 and NQH4, not delivered yet
+    grown = [*TRADES[:5], "ESH4,ESM4,NQH4", *TRADES[6:]]
+
+    hist("ingest", *grown)
+
+    assert {str(r["params"]["symbols"]) for r in gateway.requests()} == {"ESM4"}  # type: ignore[index]
+    assert len(calls(gateway, "/v0/batch.submit_job")) == 1
+    with psycopg.connect(database_url) as conn:
+        assert {s for (s,) in conn.execute("SELECT DISTINCT symbol FROM trades_data")} == {"ESH4", "ESM4", "NQH4"}
+
+
 @pytest.fixture
 def slow_jobs(gateway: Gateway) -> Iterator[Gateway]:
     """Jobs that stay in each state for 50 polls, so a test can act while one is being polled."""

@@ -43,3 +43,12 @@ def test_split_by_jobs_given_chunk_partly_inside_a_job_cuts_it_at_the_jobs_windo
 
     assert held == {"JOB": [chunk(3, 4)]}
     assert rest == [chunk(4, 6), chunk(2, 3, ("ESM4",))], "the days after the job, and a symbol it never asked for"
+
+
+def test_split_by_jobs_given_a_symbol_added_takes_the_jobs_symbols_from_it_and_buys_only_the_new_one() -> None:
+    jobs = {"JOB": chunk(2, 4)}
+
+    held, rest = split_by_jobs([chunk(2, 5, ("ESH4", "ESM4", "NQH4"))], jobs)
+
+    assert held == {"JOB": [chunk(2, 4)]}
+    assert rest == [chunk(2, 4, ("ESM4",)), chunk(4, 5, ("ESH4", "ESM4", "NQH4"))]
