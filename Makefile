@@ -1,5 +1,5 @@
 # hist: `make demo` runs the sample job end to end; `make test` runs the test suite; `make check-plain-install`
-# checks that a plain `pip install .` (no extras) runs a local-lake ingest.
+# checks that the package installed with no extras (what `pip install .` gives) runs a local-lake ingest.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
