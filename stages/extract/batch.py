@@ -82,8 +82,9 @@ def split_by_jobs(chunks: list[ChunkSpec], jobs: dict[str, ChunkSpec]) -> tuple[
         pieces = [chunk]
         for job_id, request in jobs.items():
             outside: list[ChunkSpec] = []
+            job_symbols = set(request.symbols)
             for piece in pieces:
-                shared = tuple(s for s in piece.symbols if s in set(request.symbols))
+                shared = tuple(s for s in piece.symbols if s in job_symbols)
                 if not (shared and _same_source(request, piece) and request.start < piece.end
                         and piece.start < request.end):
                     outside.append(piece)
