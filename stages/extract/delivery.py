@@ -4,8 +4,9 @@ the raw symbols, when the response does not name each contract.
 
 Bought bytes stay on local disk until a manifest event names them: a streamed download is kept in
 `<scratch>/tmp/downloaded/` (a batch file in `tmp/batch/<job id>/`) and removed only after its commit,
-so a commit that fails (the lake unreachable, the disk full) is retried by the next run without
-downloading again."""
+so a commit that fails (an S3 store unreachable, the lease lost) is retried by the next run without
+downloading again. (A local lake renames the bytes into raw/ before the event: if that append fails,
+they are there named by no event, and the next run downloads again.)"""
 
 from __future__ import annotations
 
